@@ -1,0 +1,24 @@
+"""onenode's inference engine: `from engine import LLM, SamplingParams`.
+
+Imports are lazy so that `import engine.errors` (used by the host-side cluster CLI) does not pull
+in torch.
+"""
+
+__all__ = ["LLM", "SamplingParams", "RequestOutput", "CompletionOutput"]
+__version__ = "0.1.0"
+
+
+def __getattr__(name):
+    if name == "LLM":
+        from engine.entrypoints.llm import LLM
+
+        return LLM
+    if name == "SamplingParams":
+        from engine.sampling_params import SamplingParams
+
+        return SamplingParams
+    if name in ("RequestOutput", "CompletionOutput"):
+        from engine import outputs
+
+        return getattr(outputs, name)
+    raise AttributeError(name)

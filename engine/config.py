@@ -1,0 +1,92 @@
+"""EngineConfig: every knob of LLM(...) / `onenode serve`, validated in one place.
+
+`validate_against(model)` holds the rules that need the model's shape (heads divisible by TP,
+layers >= PP); errors name the fix.
+"""
+
+import os
+from dataclasses import dataclass
+
+from engine.errors import ConfigError
+from engine.model_config import ModelConfig
+from engine.planning.pp_partition import PARTITION_ENV, pp_layer_partition
+
+BACKENDS = ("uni", "mp", "ray")
+DTYPES = ("auto", "float32", "float16", "bfloat16", "fp32", "fp16", "bf16", "half", "float")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    model: str
+    tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
+    distributed_executor_backend: str | None = None
+    dtype: str = "auto"
+    max_model_len: int | None = None
+    block_size: int = 16
+    gpu_memory_utilization: float = 0.9
+    kv_cache_space_gib: float | None = None
+    max_num_seqs: int = 256
+    max_num_batched_tokens: int | None = None
+    enable_prefix_caching: bool = True
+    seed: int = 0
+    device: str = "auto"
+    pp_layer_partition: str | None = None
+    tokenizer: str | None = None
+
+    def __post_init__(self):
+        def need(ok: bool, msg: str):
+            if not ok:
+                raise ConfigError(msg)
+
+        need(self.tensor_parallel_size >= 1, "tensor_parallel_size must be >= 1")
+        need(self.pipeline_parallel_size >= 1, "pipeline_parallel_size must be >= 1")
+        need(self.distributed_executor_backend in (None, *BACKENDS),
+             f"distributed_executor_backend={self.distributed_executor_backend!r}; "
+             f"use one of {', '.join(BACKENDS)}")
+        need(self.dtype in DTYPES, f"dtype={self.dtype!r}; use one of {', '.join(DTYPES)}")
+        need(self.block_size in (1, 2, 4, 8, 16, 32, 64, 128),
+             f"block_size={self.block_size}; use a power of two from 1 to 128 (default 16)")
+        need(0 < self.gpu_memory_utilization <= 1,
+             f"gpu_memory_utilization={self.gpu_memory_utilization} must be in (0, 1]")
+        need(self.kv_cache_space_gib is None or self.kv_cache_space_gib > 0,
+             "kv_cache_space_gib must be > 0")
+        need(self.max_num_seqs >= 1, "max_num_seqs must be >= 1")
+        need(self.max_model_len is None or self.max_model_len >= 1, "max_model_len must be >= 1")
+        need(self.device in ("auto", "cpu", "cuda"), f"device={self.device!r}; use auto, cpu, cuda")
+        need(self.distributed_executor_backend != "uni" or self.world_size == 1,
+             f"the uni backend runs one process but tensor_parallel_size x "
+             f"pipeline_parallel_size = {self.world_size}; use --distributed-executor-backend "
+             f"mp (one node) or ray (several nodes)")
+
+    @property
+    def world_size(self) -> int:
+        return self.tensor_parallel_size * self.pipeline_parallel_size
+
+    @property
+    def partition_override(self) -> str | None:
+        return self.pp_layer_partition or os.environ.get(PARTITION_ENV) or None
+
+    def validate_against(self, model: ModelConfig) -> list[int]:
+        """Check TP/PP against the model; returns the PP layer partition."""
+        tp, pp = self.tensor_parallel_size, self.pipeline_parallel_size
+        if model.num_heads % tp:
+            raise ConfigError(
+                f"{model.num_heads} attention heads are not divisible by tensor_parallel_size="
+                f"{tp}; use --pipeline-parallel-size {tp} instead (or a tensor parallel size "
+                f"that divides {model.num_heads})")
+        kv = model.num_kv_heads
+        if (kv % tp) if tp <= kv else (tp % kv):
+            raise ConfigError(
+                f"{kv} KV heads cannot be split or replicated over tensor_parallel_size={tp}; "
+                f"use a tensor parallel size that divides {kv} or is a multiple of it")
+        return pp_layer_partition(model.num_layers, pp, self.partition_override)
+
+    def resolved_max_model_len(self, model: ModelConfig) -> int:
+        limit = model.max_position_embeddings
+        if self.max_model_len is None:
+            return limit
+        if self.max_model_len > limit and model.family != "llama":
+            raise ConfigError(f"max_model_len={self.max_model_len} exceeds the model's "
+                              f"{limit} positions; use --max-model-len {limit} or less")
+        return self.max_model_len
