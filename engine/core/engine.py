@@ -1,0 +1,181 @@
+"""LLMEngine: the loop schedule -> execute -> update, over any executor.
+
+With pipeline parallelism several steps are in flight at once (one per stage, like vLLM's virtual
+engines): the scheduler never schedules a sequence whose previous step has not returned, so
+micro-batches of different sequences fill the pipeline.
+"""
+
+import collections
+import dataclasses
+import itertools
+
+from engine.config import EngineConfig
+from engine.core.block_manager import BlockManager
+from engine.core.engine_setup import EngineSetup
+from engine.core.output_processor import OutputProcessor, RequestState
+from engine.core.scheduler import Scheduler
+from engine.core.sequence import Sequence
+from engine.errors import ConfigError, EngineDeadError
+from engine.outputs import CompletionOutput, RequestOutput
+from engine.sampling_params import SamplingParams
+from engine.tokenizer import load_tokenizer
+
+
+class LLMEngine:
+    def __init__(self, config: EngineConfig):
+        setup = EngineSetup(config)
+        self.config = config
+        self.model_config = setup.model_config
+        self.max_model_len = setup.max_model_len
+        self.tokenizer = load_tokenizer(setup.source)
+        self.executor = setup.start_executor()
+        try:
+            self.num_blocks = setup.size_kv_cache(self.executor)
+        except BaseException:
+            self.executor.shutdown()
+            raise
+        self.backend = self.executor.name
+        self.block_manager = BlockManager(self.num_blocks, config.block_size,
+                                          config.enable_prefix_caching)
+        self.scheduler = Scheduler(self.block_manager, config.max_num_seqs,
+                                   setup.max_num_batched_tokens, self.max_model_len,
+                                   eos_token_ids=self._eos_ids())
+        self.output_processor = OutputProcessor(self.tokenizer)
+        self.requests: dict[str, RequestState] = {}
+        self.seq_to_request: dict[int, tuple[str, int]] = {}
+        self.in_flight: collections.deque = collections.deque()
+        self._seq_ids = itertools.count()
+        self._dead: str | None = None
+
+    def _eos_ids(self) -> tuple[int, ...]:
+        ids = set(self.model_config.eos_token_ids)
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        return tuple(sorted(ids))
+
+    def add_request(self, request_id: str, prompt: str | list[int], params: SamplingParams,
+                    prompt_text: str | None = None) -> None:
+        if request_id in self.requests:
+            raise ConfigError(f"request id {request_id!r} is already in use; use a unique id")
+        if isinstance(prompt, str):
+            prompt_text, token_ids = prompt, self.tokenizer.encode(prompt)
+        else:
+            token_ids = list(prompt)
+        if not token_ids:
+            raise ConfigError("the prompt is empty; give at least one token")
+        if len(token_ids) >= self.max_model_len:
+            raise ConfigError(
+                f"the prompt has {len(token_ids)} tokens but max_model_len is "
+                f"{self.max_model_len} (room for at least one new token is needed); shorten the "
+                f"prompt or raise --max-model-len")
+        state = RequestState(request_id, prompt_text, token_ids, params)
+        for index in range(params.n):
+            seq_params = params
+            if params.seed is not None and index:
+                seq_params = dataclasses.replace(params, seed=params.seed + index)
+            seq = Sequence(next(self._seq_ids), request_id, index, token_ids, seq_params,
+                           arrival=0.0)
+            state.completions.append(CompletionOutput(index, "", []))
+            state.seq_ids.append(seq.seq_id)
+            self.seq_to_request[seq.seq_id] = (request_id, index)
+            self.scheduler.add(seq)
+        self.requests[request_id] = state
+
+    def abort_request(self, request_id: str) -> None:
+        state = self.requests.pop(request_id, None)
+        if state is None:
+            return
+        self.scheduler.abort_request(request_id)
+        for seq_id in state.seq_ids:
+            self.seq_to_request.pop(seq_id, None)
+
+    def has_unfinished_requests(self) -> bool:
+        return bool(self.requests) or bool(self.in_flight)
+
+    def step(self) -> list[RequestOutput]:
+        if self._dead:
+            raise EngineDeadError(self._dead)
+        self._fill_pipeline()
+        if not self.in_flight:
+            return []
+        out, future = self.in_flight.popleft()
+        try:
+            results = future.result()
+        except EngineDeadError as exc:
+            self._dead = str(exc)
+            raise
+        result = results[self.executor.output_rank]
+        seqs = self.scheduler.update_from_output(out, result)
+        return self._process(seqs, result.sampled if result is not None else {})
+
+    def _fill_pipeline(self) -> None:
+        depth = self.config.pipeline_parallel_size
+        while len(self.in_flight) < depth:
+            limit = None
+            if depth > 1:
+                # Split the active sequences into `depth` micro-batches so every stage has work.
+                active = self.scheduler.num_running + self.scheduler.num_waiting
+                limit = max(1, -(-active // depth))
+            out = self.scheduler.schedule(max_seqs=limit)
+            if out.is_empty:
+                return
+            self.in_flight.append((out, self.executor.execute_model_async(out)))
+
+    def _process(self, seqs: list[Sequence], sampled: dict) -> list[RequestOutput]:
+        touched: dict[str, RequestState] = {}
+        for seq in seqs:
+            owner = self.seq_to_request.get(seq.seq_id)
+            if owner is None:
+                continue  # aborted while in flight
+            state = self.requests[owner[0]]
+            state.num_cached_tokens = max(state.num_cached_tokens, seq.num_cached_tokens)
+            stop = self.output_processor.update_text(state, seq.index, list(seq.output_token_ids),
+                                                     _logprob_entry(seq, sampled))
+            comp = state.completions[seq.index]
+            if stop is not None and seq.finish_reason is None:
+                self.scheduler.finish(seq.seq_id, "stop")
+                comp.finish_reason, comp.stop_reason = "stop", stop
+            elif seq.finish_reason is not None:
+                comp.finish_reason = seq.finish_reason
+                comp.stop_reason = getattr(seq, "stop_reason", None)
+            touched[state.request_id] = state
+        outputs = []
+        for request_id, state in touched.items():
+            outputs.append(state.to_output())
+            if state.finished:
+                self.requests.pop(request_id, None)
+                for seq_id in state.seq_ids:
+                    self.seq_to_request.pop(seq_id, None)
+        return outputs
+
+    def stats(self) -> dict:
+        bm, sch = self.block_manager, self.scheduler
+        return {"num_running": sch.num_running, "num_waiting": sch.num_waiting,
+                "kv_cache_usage": bm.usage, "num_preemptions": sch.num_preemptions,
+                "prompt_tokens_total": getattr(sch, "prompt_tokens_total", 0),
+                "generation_tokens_total": getattr(sch, "generation_tokens_total", 0),
+                "prefix_cache_queries": bm.prefix_cache_queries,
+                "prefix_cache_hits": bm.prefix_cache_hits, "num_blocks": self.num_blocks}
+
+    def check_health(self) -> None:
+        if self._dead:
+            raise EngineDeadError(self._dead)
+        try:
+            self.executor.check_health()
+        except EngineDeadError as exc:
+            self._dead = str(exc)
+            raise
+
+    def shutdown(self) -> None:
+        executor, self.executor = getattr(self, "executor", None), None
+        if executor is not None:
+            executor.shutdown()
+
+
+def _logprob_entry(seq: Sequence, sampled: dict) -> dict | None:
+    token = sampled.get(seq.seq_id)
+    if token is None or seq.params.logprobs is None or token.logprob is None:
+        return None
+    entry = dict(token.top_logprobs or {})
+    entry[token.token_id] = token.logprob
+    return entry

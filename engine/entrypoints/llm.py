@@ -1,0 +1,103 @@
+"""LLM: offline batched inference with vLLM's signature (`LLM(model, tensor_parallel_size=4)
+.generate(prompts, SamplingParams(...))`)."""
+
+import itertools
+
+from tqdm.auto import tqdm
+
+from engine.config import EngineConfig
+from engine.core.engine import LLMEngine
+from engine.errors import ConfigError
+from engine.outputs import RequestOutput
+from engine.sampling_params import SamplingParams
+from engine.tokenizer import apply_chat_template
+
+
+class LLM:
+    def __init__(self, model: str, tensor_parallel_size: int = 1,
+                 pipeline_parallel_size: int = 1, distributed_executor_backend: str | None = None,
+                 dtype: str = "auto", max_model_len: int | None = None, block_size: int = 16,
+                 gpu_memory_utilization: float = 0.9, kv_cache_space_gib: float | None = None,
+                 max_num_seqs: int = 256, max_num_batched_tokens: int | None = None,
+                 enable_prefix_caching: bool = True, seed: int = 0, device: str = "auto",
+                 pp_layer_partition: str | None = None):
+        config = EngineConfig(
+            model=model, tensor_parallel_size=tensor_parallel_size,
+            pipeline_parallel_size=pipeline_parallel_size,
+            distributed_executor_backend=distributed_executor_backend, dtype=dtype,
+            max_model_len=max_model_len, block_size=block_size,
+            gpu_memory_utilization=gpu_memory_utilization, kv_cache_space_gib=kv_cache_space_gib,
+            max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
+            enable_prefix_caching=enable_prefix_caching, seed=seed, device=device,
+            pp_layer_partition=pp_layer_partition)
+        self.engine = LLMEngine(config)
+        self._ids = itertools.count()
+
+    def get_tokenizer(self):
+        return self.engine.tokenizer
+
+    def generate(self, prompts, sampling_params=None, use_tqdm: bool = True) -> list[RequestOutput]:
+        """prompts: a string, a list of strings, or a list of token-id lists."""
+        prompts = _as_list(prompts)
+        params = _params_per_prompt(sampling_params, len(prompts))
+        ids = []
+        for prompt, p in zip(prompts, params):
+            request_id = str(next(self._ids))
+            self.engine.add_request(request_id, prompt, p)
+            ids.append(request_id)
+        return self._run(ids, use_tqdm)
+
+    def chat(self, messages, sampling_params=None, use_tqdm: bool = True) -> list[RequestOutput]:
+        """messages: one conversation (list of {"role", "content"}) or a list of them."""
+        conversations = [messages] if messages and isinstance(messages[0], dict) else messages
+        tok = self.engine.tokenizer
+        prompts = [apply_chat_template(tok, conv) for conv in conversations]
+        return self.generate(prompts, sampling_params, use_tqdm)
+
+    def _run(self, ids: list[str], use_tqdm: bool) -> list[RequestOutput]:
+        done: dict[str, RequestOutput] = {}
+        bar = tqdm(total=len(ids), desc="Processed prompts", disable=not use_tqdm,
+                   dynamic_ncols=True)
+        try:
+            while len(done) < len(ids):
+                for out in self.engine.step():
+                    if out.finished and out.request_id in ids and out.request_id not in done:
+                        done[out.request_id] = out
+                        bar.update(1)
+        except BaseException:
+            for request_id in ids:
+                self.engine.abort_request(request_id)
+            raise
+        finally:
+            bar.close()
+        return [done[i] for i in ids]
+
+    def shutdown(self) -> None:
+        self.engine.shutdown()
+
+    def __del__(self):
+        try:
+            self.shutdown()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+
+def _as_list(prompts):
+    if isinstance(prompts, str):
+        return [prompts]
+    prompts = list(prompts)
+    if prompts and isinstance(prompts[0], int):
+        return [prompts]
+    return prompts
+
+
+def _params_per_prompt(sampling_params, n: int) -> list[SamplingParams]:
+    if sampling_params is None:
+        return [SamplingParams()] * n
+    if isinstance(sampling_params, SamplingParams):
+        return [sampling_params] * n
+    params = list(sampling_params)
+    if len(params) != n:
+        raise ConfigError(f"got {len(params)} SamplingParams for {n} prompts; give one, or one "
+                          f"per prompt")
+    return params

@@ -1,0 +1,58 @@
+"""The executor seam: `collective_rpc(method, args, kwargs)` calls a Worker method on every rank.
+
+The engine loop never knows whether workers are in-process (uni), subprocesses (mp) or Ray actors
+(ray). Calls return futures so that pipeline-parallel steps can overlap: the engine keeps up to
+`pipeline_parallel_size` steps in flight and collects them in submission order.
+"""
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from engine.config import EngineConfig
+
+
+class RpcFuture(ABC):
+    @abstractmethod
+    def result(self) -> list[Any]:
+        """One result per rank, in rank order; raises the worker's error or EngineDeadError."""
+
+
+class DoneFuture(RpcFuture):
+    def __init__(self, results: list[Any]):
+        self._results = results
+
+    def result(self) -> list[Any]:
+        return self._results
+
+
+class Executor(ABC):
+    name = "base"
+
+    def __init__(self, config: EngineConfig, partition: list[int]):
+        self.config = config
+        self.partition = partition
+        self.world_size = config.world_size
+        # The last stage's first TP rank samples and returns the step's tokens.
+        self.output_rank = (config.pipeline_parallel_size - 1) * config.tensor_parallel_size
+
+    @abstractmethod
+    def collective_rpc_async(self, method: str, args: tuple = (),
+                             kwargs: dict | None = None) -> RpcFuture: ...
+
+    def collective_rpc(self, method: str, args: tuple = (), kwargs: dict | None = None) -> list:
+        return self.collective_rpc_async(method, args, kwargs).result()
+
+    def execute_model_async(self, scheduler_output) -> RpcFuture:
+        return self.collective_rpc_async("execute_model", (scheduler_output,))
+
+    def start_workers(self) -> None:
+        """Bring every rank up to a loaded model (distributed init included)."""
+        self.collective_rpc("init_device")
+        self.collective_rpc("load_model")
+
+    @abstractmethod
+    def check_health(self) -> None:
+        """Raise EngineDeadError when any worker is gone."""
+
+    @abstractmethod
+    def shutdown(self) -> None: ...

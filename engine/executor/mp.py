@@ -1,0 +1,114 @@
+"""mp: one worker process per rank on this node, driven over pipes.
+
+Waiting on a reply also watches the worker's process sentinel, so a killed worker becomes an
+EngineDeadError at once instead of a hang; workers exit on EOF when the driver goes away.
+"""
+
+import multiprocessing as mp
+import os
+from multiprocessing.connection import wait
+
+from engine.errors import EngineDeadError
+from engine.executor.base import Executor, RpcFuture
+from engine.worker.node import free_port, node_ip
+
+
+class _MpFuture(RpcFuture):
+    def __init__(self, executor: "MpExecutor"):
+        self.executor = executor
+        self._results = None
+
+    def result(self):
+        if self._results is None:
+            self._results = [self.executor.recv(rank) for rank in range(self.executor.world_size)]
+        errors = [r for r in self._results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]
+        return self._results
+
+
+class MpExecutor(Executor):
+    name = "mp"
+
+    def __init__(self, config, partition):
+        super().__init__(config, partition)
+        ctx = mp.get_context("spawn")
+        host = os.environ.get("VLLM_HOST_IP") and node_ip() or "127.0.0.1"
+        port = free_port(host)
+        threads = max(1, (os.cpu_count() or 1) // self.world_size)
+        self.conns, self.procs = [], []
+        self.dead: str | None = None
+        for rank in range(self.world_size):
+            parent, child = ctx.Pipe()
+            kwargs = dict(config=config, rank=rank, partition=partition, master_addr=host,
+                          master_port=port, local_rank=rank, num_threads=threads)
+            proc = ctx.Process(target=_entry, args=(child, kwargs), daemon=True,
+                               name=f"onenode-worker-{rank}")
+            proc.start()
+            child.close()
+            self.conns.append(parent)
+            self.procs.append(proc)
+        try:
+            self.start_workers()
+        except BaseException:
+            self.shutdown()
+            raise
+
+    def collective_rpc_async(self, method, args=(), kwargs=None):
+        self.check_health()
+        for conn in self.conns:
+            try:
+                conn.send((method, args, kwargs or {}))
+            except (BrokenPipeError, OSError):
+                self.check_health()
+                raise EngineDeadError("an mp worker went away; restart the engine") from None
+        return _MpFuture(self)
+
+    def recv(self, rank: int):
+        conn, proc = self.conns[rank], self.procs[rank]
+        while True:
+            ready = wait([conn, proc.sentinel], timeout=1.0)
+            if conn in ready:
+                try:
+                    status, value = conn.recv()
+                except (EOFError, OSError):
+                    self._mark_dead(rank)
+                return value
+            if proc.sentinel in ready or not proc.is_alive():
+                self._mark_dead(rank)
+
+    def _mark_dead(self, rank: int):
+        proc = self.procs[rank]
+        proc.join(timeout=1)
+        self.dead = (f"mp worker rank {rank} (pid {proc.pid}) died with exit code "
+                     f"{proc.exitcode}; the engine cannot continue — restart it (check memory "
+                     f"limits / dmesg for the OOM killer)")
+        raise EngineDeadError(self.dead)
+
+    def check_health(self) -> None:
+        if self.dead:
+            raise EngineDeadError(self.dead)
+        for rank, proc in enumerate(self.procs):
+            if not proc.is_alive():
+                self._mark_dead(rank)
+
+    def shutdown(self) -> None:
+        for conn in self.conns:
+            try:
+                conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+        for proc in self.procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=5)
+        for conn in self.conns:
+            conn.close()
+        self.conns, self.procs = [], []
+
+
+def _entry(conn, kwargs):
+    from engine.executor.mp_worker import worker_main
+
+    worker_main(conn, kwargs)

@@ -1,0 +1,128 @@
+"""ModelRunner: one rank's slice of the model, its KV cache, and one forward step.
+
+A rank holds the layers of its pipeline stage, sharded over its TP group. Non-first stages receive
+hidden states from the previous stage; non-last stages send theirs on; the last stage computes
+logits and its first TP rank samples.
+"""
+
+import logging
+
+import torch
+
+from engine.config import EngineConfig
+from engine.core.scheduler_output import ModelRunnerOutput, SchedulerOutput
+from engine.distributed import parallel_state as ps
+from engine.layers.sampler import sample
+from engine.model_source import resolve_model
+from engine.models.registry import build_model, load_weights
+from engine.planning import kv_blocks
+from engine.planning.pp_partition import stage_layer_range
+from engine.worker.inputs import dummy_inputs, prepare_inputs
+
+log = logging.getLogger("onenode.worker")
+
+TORCH_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
+                "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+                "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
+def resolve_dtype(requested: str, checkpoint_dtype: str, device: str) -> torch.dtype:
+    """'auto' keeps the checkpoint's dtype, except fp32 checkpoints on CUDA run in bf16 (as in
+    vLLM); an explicit dtype always wins."""
+    if requested != "auto":
+        return TORCH_DTYPES[requested]
+    dtype = TORCH_DTYPES.get(checkpoint_dtype, torch.float32)
+    if device == "cuda" and dtype == torch.float32:
+        return torch.bfloat16
+    return dtype
+
+
+class ModelRunner:
+    def __init__(self, config: EngineConfig, partition: list[int], device: str):
+        self.config = config
+        self.partition = partition
+        self.device = torch.device(device)
+        self.pp_rank, self.pp_size = ps.pp().rank, ps.pp().size
+        self.is_first = self.pp_rank == 0
+        self.is_last = self.pp_rank == self.pp_size - 1
+        self.model = None
+
+    def load_model(self) -> None:
+        self.source = resolve_model(self.config.model)
+        self.model_config = self.source.model_config
+        self.dtype = resolve_dtype(self.config.dtype, self.model_config.torch_dtype,
+                                   self.device.type)
+        layer_range = stage_layer_range(self.partition, self.pp_rank)
+        self.model = build_model(self.model_config, layer_range, self.is_first, self.is_last,
+                                 self.dtype, self.device)
+        show = ps.tp().rank == 0 and self.is_first
+        load_weights(self.model, self.source, progress=show)
+        self.model.eval()
+
+    def block_bytes(self) -> int:
+        return kv_blocks.bytes_per_block(
+            self.model_config, self.config.block_size, self.dtype.itemsize,
+            self.config.tensor_parallel_size, self.config.pipeline_parallel_size, self.partition)
+
+    def available_kv_bytes(self, max_num_batched_tokens: int) -> float:
+        if self.device.type != "cuda":
+            return kv_blocks.cpu_available_bytes(self.config.kv_cache_space_gib)
+        return self._profile_cuda(max_num_batched_tokens)
+
+    def _profile_cuda(self, num_tokens: int) -> float:
+        """vLLM's rule: utilization x total - weights - peak activation - non-torch memory."""
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(self.device)
+        weights = torch.cuda.memory_allocated(self.device)
+        self._forward_dummy(num_tokens)
+        torch.cuda.synchronize(self.device)
+        activation = torch.cuda.max_memory_allocated(self.device) - weights
+        free, total = torch.cuda.mem_get_info(self.device)
+        non_torch = max(0, (total - free) - torch.cuda.memory_reserved(self.device))
+        torch.cuda.empty_cache()
+        log.info("memory profile: weights %.2f GiB, activation peak %.2f GiB, non-torch %.2f GiB",
+                 weights / 2**30, activation / 2**30, non_torch / 2**30)
+        return kv_blocks.gpu_available_bytes(total, self.config.gpu_memory_utilization,
+                                             weights, activation, non_torch)
+
+    @torch.inference_mode()
+    def _forward_dummy(self, num_tokens: int) -> None:
+        """Profiling pass without KV cache. Every stage runs locally on zeros (no pipeline
+        traffic): memory, not values, is what is measured."""
+        inputs = dummy_inputs(num_tokens, min(self.config.max_num_seqs, 8),
+                              self.config.block_size, self.device)
+        inter = None
+        if not self.is_first:
+            spec = self.model.intermediate_spec(num_tokens)
+            inter = {k: torch.zeros(s, dtype=d, device=self.device) for k, (s, d) in spec.items()}
+        out = self.model(inputs.input_ids, inputs.positions, inputs.meta, inter)
+        if self.is_last:
+            self.model.compute_logits(out[inputs.sample_indices])
+
+    def init_cache(self, num_blocks: int) -> None:
+        # On CPU, torch.empty of a large tensor maps fresh zero pages that only become resident
+        # when written, so a generous kv_cache_space_gib costs memory only as it fills.
+        alloc = torch.zeros if self.device.type == "cuda" else torch.empty
+        for attn in self.model.attention_layers():
+            shape = (num_blocks, self.config.block_size, attn.num_kv_heads, attn.head_dim)
+            attn.k_cache = alloc(shape, dtype=self.dtype, device=self.device)
+            attn.v_cache = alloc(shape, dtype=self.dtype, device=self.device)
+
+    @torch.inference_mode()
+    def execute(self, out: SchedulerOutput) -> ModelRunnerOutput | None:
+        inputs = prepare_inputs(out, self.config.block_size, self.device)
+        inter = None
+        if not self.is_first:
+            spec = self.model.intermediate_spec(out.num_tokens)
+            inter = ps.pp_recv(spec, self.pp_rank - 1, self.device)
+        hidden = self.model(inputs.input_ids, inputs.positions, inputs.meta, inter)
+        if not self.is_last:
+            ps.pp_send(hidden, self.pp_rank + 1)
+            return None
+        if not inputs.sample_seqs:
+            return ModelRunnerOutput({}) if ps.tp().rank == 0 else None
+        logits = self.model.compute_logits(hidden[inputs.sample_indices])
+        if ps.tp().rank != 0:
+            return None
+        tokens = sample(logits.float(), inputs.sample_seqs)
+        return ModelRunnerOutput({s.seq_id: t for s, t in zip(inputs.sample_seqs, tokens)})

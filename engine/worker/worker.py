@@ -1,0 +1,70 @@
+"""Worker: the object behind collective_rpc. Every executor (uni, mp, ray) creates one per rank
+and calls its methods by name; nothing else crosses the seam."""
+
+import os
+import socket
+
+import torch
+
+from engine.config import EngineConfig
+from engine.distributed import parallel_state as ps
+from engine.worker.distributed import destroy_distributed, init_distributed, pick_device
+from engine.worker.model_runner import ModelRunner
+
+
+class Worker:
+    def __init__(self, config: EngineConfig, rank: int, partition: list[int],
+                 master_addr: str = "127.0.0.1", master_port: int = 0, local_rank: int = 0,
+                 num_threads: int | None = None):
+        self.config = config
+        self.rank = rank
+        self.partition = partition
+        self.master = (master_addr, master_port)
+        self.local_rank = local_rank
+        self.num_threads = num_threads
+        self.runner: ModelRunner | None = None
+
+    def init_device(self) -> None:
+        device = pick_device(self.config.device)
+        if device == "cuda":
+            torch.cuda.set_device(self.local_rank)
+        if self.num_threads:
+            # Ranks share the host's cores: oversubscribed OpenMP threads slow every rank down.
+            torch.set_num_threads(self.num_threads)
+        torch.manual_seed(self.config.seed)
+        cfg = self.config
+        init_distributed(self.rank, cfg.world_size, *self.master, cfg.tensor_parallel_size,
+                         cfg.pipeline_parallel_size, device)
+        self.runner = ModelRunner(cfg, self.partition, device)
+
+    def load_model(self) -> None:
+        self.runner.load_model()
+
+    def determine_num_blocks(self, max_num_batched_tokens: int) -> tuple[int, int, float]:
+        """(blocks that fit, bytes per block, available bytes) for this rank."""
+        available = self.runner.available_kv_bytes(max_num_batched_tokens)
+        block_bytes = self.runner.block_bytes()
+        from engine.planning.kv_blocks import num_kv_blocks
+
+        return num_kv_blocks(available, block_bytes), block_bytes, available
+
+    def init_cache(self, num_blocks: int) -> None:
+        self.runner.init_cache(num_blocks)
+
+    def execute_model(self, out):
+        return self.runner.execute(out)
+
+    def node_info(self) -> dict:
+        from engine.worker.node import node_ip
+
+        return {"rank": self.rank, "hostname": socket.gethostname(), "pid": os.getpid(),
+                "ip": node_ip(), "vllm_host_ip": os.environ.get("VLLM_HOST_IP"),
+                "tp_rank": ps.tp().rank, "pp_rank": ps.pp().rank,
+                "device": str(self.runner.device) if self.runner else None,
+                "threads": torch.get_num_threads()}
+
+    def ping(self) -> bool:
+        return True
+
+    def shutdown(self) -> None:
+        destroy_distributed()

@@ -1,0 +1,45 @@
+import pytest
+
+from engine.config import EngineConfig
+from engine.errors import ConfigError
+from engine.model_config import model_config_from_hf
+
+SMOL = {"architectures": ["LlamaForCausalLM"], "hidden_size": 576, "num_hidden_layers": 30,
+        "num_attention_heads": 9, "num_key_value_heads": 3, "intermediate_size": 1536,
+        "vocab_size": 49152, "max_position_embeddings": 8192}
+
+
+def test_tp_not_dividing_heads_suggests_pp():
+    model = model_config_from_hf(SMOL)
+    with pytest.raises(ConfigError) as err:
+        EngineConfig(model="m", tensor_parallel_size=2).validate_against(model)
+    assert "9 attention heads are not divisible by tensor_parallel_size=2" in str(err.value)
+    assert "--pipeline-parallel-size 2" in str(err.value)
+
+
+def test_tp3_and_pp3_are_valid_for_smollm2():
+    model = model_config_from_hf(SMOL)
+    assert EngineConfig(model="m", tensor_parallel_size=3).validate_against(model) == [30]
+    assert EngineConfig(model="m", pipeline_parallel_size=3).validate_against(model) == [10, 10, 10]
+
+
+def test_kv_heads_replicated_only_when_tp_is_a_multiple():
+    cfg = dict(SMOL, num_attention_heads=12, num_key_value_heads=4)
+    model = model_config_from_hf(cfg)
+    EngineConfig(model="m", tensor_parallel_size=12).validate_against(model)  # 3 ranks share a head
+    with pytest.raises(ConfigError, match="KV heads"):
+        EngineConfig(model="m", tensor_parallel_size=6).validate_against(model)
+
+
+def test_uni_with_world_above_one_names_the_fix():
+    with pytest.raises(ConfigError, match="mp"):
+        EngineConfig(model="m", tensor_parallel_size=2, distributed_executor_backend="uni")
+
+
+@pytest.mark.parametrize("field,value", [("block_size", 3), ("gpu_memory_utilization", 1.5),
+                                         ("distributed_executor_backend", "nccl"),
+                                         ("dtype", "int3")])
+def test_bad_values_are_one_line_config_errors(field, value):
+    with pytest.raises(ConfigError) as err:
+        EngineConfig(model="m", **{field: value})
+    assert "\n" not in str(err.value)
