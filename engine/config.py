@@ -33,6 +33,8 @@ class EngineConfig:
     device: str = "auto"
     pp_layer_partition: str | None = None
     tokenizer: str | None = None
+    # vLLM's knob for tests and debugging: use this many KV blocks instead of what fits.
+    num_gpu_blocks_override: int | None = None
 
     def __post_init__(self):
         def need(ok: bool, msg: str):

@@ -37,6 +37,9 @@ class EngineSetup:
         """Every rank reports what fits; the smallest wins (vLLM's rule), then all allocate."""
         reports = executor.collective_rpc("determine_num_blocks", (self.max_num_batched_tokens,))
         num_blocks, block_bytes, available = min(reports, key=lambda r: r[0])
+        if self.config.num_gpu_blocks_override:
+            num_blocks = self.config.num_gpu_blocks_override
+            available = num_blocks * block_bytes
         device = "cuda" if executor.collective_rpc("node_info")[0]["device"].startswith("cuda") \
             else "cpu"
         kv_blocks.check_blocks(num_blocks, block_bytes, available, device,

@@ -20,7 +20,8 @@ class LLM:
                  gpu_memory_utilization: float = 0.9, kv_cache_space_gib: float | None = None,
                  max_num_seqs: int = 256, max_num_batched_tokens: int | None = None,
                  enable_prefix_caching: bool = True, seed: int = 0, device: str = "auto",
-                 pp_layer_partition: str | None = None):
+                 pp_layer_partition: str | None = None,
+                 num_gpu_blocks_override: int | None = None):
         config = EngineConfig(
             model=model, tensor_parallel_size=tensor_parallel_size,
             pipeline_parallel_size=pipeline_parallel_size,
@@ -29,7 +30,8 @@ class LLM:
             gpu_memory_utilization=gpu_memory_utilization, kv_cache_space_gib=kv_cache_space_gib,
             max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
             enable_prefix_caching=enable_prefix_caching, seed=seed, device=device,
-            pp_layer_partition=pp_layer_partition)
+            pp_layer_partition=pp_layer_partition,
+            num_gpu_blocks_override=num_gpu_blocks_override)
         self.engine = LLMEngine(config)
         self._ids = itertools.count()
 

@@ -1,0 +1,1 @@
+"""Benchmarks (`onenode bench ...`): speed targets live here, never in timed unit tests."""

@@ -1,0 +1,16 @@
+"""Activations by HF name, and SwiGLU on a packed [gate | up] projection."""
+
+import torch
+from torch import nn
+
+
+def act_fn(name: str):
+    return {"silu": nn.functional.silu, "relu": nn.functional.relu,
+            "gelu": nn.functional.gelu,
+            "gelu_new": lambda x: nn.functional.gelu(x, approximate="tanh"),
+            "gelu_pytorch_tanh": lambda x: nn.functional.gelu(x, approximate="tanh")}[name]
+
+
+def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return nn.functional.silu(x[..., :half]) * x[..., half:]

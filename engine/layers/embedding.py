@@ -1,0 +1,45 @@
+"""Vocab-parallel embedding and LM head: the vocabulary (padded to a multiple of the TP size) is
+split into contiguous row ranges, one per rank."""
+
+import torch
+from torch import nn
+
+from engine.distributed.parallel_state import tp, tp_all_gather, tp_all_reduce
+
+
+def padded_vocab(vocab_size: int, tp_size: int) -> int:
+    return -(-vocab_size // tp_size) * tp_size
+
+
+class VocabParallelEmbedding(nn.Module):
+    def __init__(self, vocab_size: int, dim: int):
+        super().__init__()
+        g = tp()
+        self.vocab_size = vocab_size
+        self.per_rank = padded_vocab(vocab_size, g.size) // g.size
+        self.start = g.rank * self.per_rank
+        self.weight = nn.Parameter(torch.empty(self.per_rank, dim), requires_grad=False)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if tp().size == 1:
+            return nn.functional.embedding(ids, self.weight)
+        local = ids - self.start
+        outside = (local < 0) | (local >= self.per_rank)
+        out = nn.functional.embedding(local.masked_fill(outside, 0), self.weight)
+        out = out.masked_fill(outside.unsqueeze(-1), 0.0)
+        return tp_all_reduce(out)
+
+    def load_shard(self, name: str, fetch) -> None:
+        """Rows [start, start+per_rank) of the HF matrix; the padding tail stays zero."""
+        end = min(self.start + self.per_rank, self.vocab_size)
+        self.weight.data.zero_()
+        if end > self.start:
+            self.weight.data[: end - self.start].copy_(fetch(name, 0, self.start, end))
+
+
+class ParallelLMHead(VocabParallelEmbedding):
+    """Logits for this rank's vocab slice, gathered so every rank sees the full vocabulary."""
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        local = nn.functional.linear(hidden, self.weight)
+        return tp_all_gather(local, dim=-1)[..., : self.vocab_size].float()

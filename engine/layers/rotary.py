@@ -1,0 +1,60 @@
+"""Rotary position embedding (HF's rotate-half layout), with linear and llama3 frequency scaling."""
+
+import math
+
+import torch
+from torch import nn
+
+
+def inv_frequencies(head_dim: int, theta: float, scaling: dict | None) -> torch.Tensor:
+    inv = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+    kind = (scaling or {}).get("rope_type") or (scaling or {}).get("type")
+    if kind == "linear":
+        inv = inv / scaling["factor"]
+    elif kind == "llama3":
+        inv = _llama3(inv, scaling)
+    return inv.float()
+
+
+def _llama3(inv: torch.Tensor, s: dict) -> torch.Tensor:
+    """Llama 3.1's scaling: long wavelengths divided by `factor`, short kept, smooth between."""
+    factor, low, high = s["factor"], s.get("low_freq_factor", 1.0), s.get("high_freq_factor", 4.0)
+    old_len = s.get("original_max_position_embeddings", 8192)
+    low_wavelen, high_wavelen = old_len / low, old_len / high
+    wavelen = 2 * math.pi / inv
+    scaled = torch.where(wavelen > low_wavelen, inv / factor, inv)
+    smooth = (old_len / wavelen - low) / (high - low)
+    mid = (1 - smooth) * scaled / factor + smooth * scaled
+    is_mid = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+    return torch.where(is_mid, mid, scaled)
+
+
+class RotaryEmbedding(nn.Module):
+    def __init__(self, head_dim: int, max_positions: int, theta: float, scaling: dict | None):
+        super().__init__()
+        self.head_dim = head_dim
+        self.max_positions = max_positions
+        self.theta, self.scaling = theta, scaling
+        self.cos = self.sin = None
+
+    def _build(self, device, dtype, upto: int) -> None:
+        inv = inv_frequencies(self.head_dim, self.theta, self.scaling).to(device)
+        t = torch.arange(upto, device=device, dtype=torch.float32)
+        freqs = torch.outer(t, inv)
+        self.cos = freqs.cos().to(dtype)
+        self.sin = freqs.sin().to(dtype)
+
+    def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor):
+        """q: [T, h, d], k: [T, kvh, d] -> rotated copies."""
+        need = int(positions.max()) + 1 if positions.numel() else 1
+        if self.cos is None or self.cos.shape[0] < need or self.cos.device != q.device:
+            self._build(q.device, q.dtype, max(need, self.max_positions))
+        cos = self.cos[positions].unsqueeze(1)
+        sin = self.sin[positions].unsqueeze(1)
+        return _rotate(q, cos, sin), _rotate(k, cos, sin)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)

@@ -1,0 +1,82 @@
+"""Sampler: next tokens from last-position logits, one SamplingParams per row.
+
+Greedy rows take a batched argmax. Random rows apply repetition penalty, temperature, top-k,
+top-p and min-p; a seeded row draws from a generator seeded by (seed, tokens generated so far), so
+its tokens do not depend on which other requests share the batch.
+"""
+
+import torch
+
+from engine.core.scheduler_output import SampledToken, ScheduledSeq
+
+
+def sample(logits: torch.Tensor, seqs: list[ScheduledSeq]) -> list[SampledToken]:
+    logits = logits.float().cpu()
+    logits = _apply_repetition_penalty(logits, seqs)
+    greedy = [s.params.greedy for s in seqs]
+    tokens = torch.empty(len(seqs), dtype=torch.long)
+    if any(greedy):
+        rows = torch.tensor([i for i, g in enumerate(greedy) if g])
+        tokens[rows] = logits[rows].argmax(dim=-1)
+    for i, s in enumerate(seqs):
+        if not greedy[i]:
+            tokens[i] = _sample_row(logits[i], s)
+    want_logprobs = any(s.params.logprobs is not None for s in seqs)
+    logprobs = torch.log_softmax(logits, dim=-1) if want_logprobs else None
+    return [_result(tokens[i].item(), logprobs[i] if logprobs is not None else None, s)
+            for i, s in enumerate(seqs)]
+
+
+def _apply_repetition_penalty(logits: torch.Tensor, seqs: list[ScheduledSeq]) -> torch.Tensor:
+    """HF/vLLM rule: divide positive logits of seen tokens by the penalty, multiply negative."""
+    if all(s.params.repetition_penalty == 1.0 for s in seqs):
+        return logits
+    logits = logits.clone()
+    for i, s in enumerate(seqs):
+        penalty = s.params.repetition_penalty
+        if penalty == 1.0:
+            continue
+        seen = torch.tensor(sorted(set((s.prompt_token_ids or []) + s.output_token_ids)),
+                            dtype=torch.long)
+        if len(seen):
+            vals = logits[i, seen]
+            logits[i, seen] = torch.where(vals > 0, vals / penalty, vals * penalty)
+    return logits
+
+
+def filter_logits(row: torch.Tensor, temperature: float, top_k: int, top_p: float,
+                  min_p: float) -> torch.Tensor:
+    """Temperature-scaled logits with every excluded token at -inf."""
+    row = row / max(temperature, 1e-5)
+    if top_k > 0 and top_k < row.numel():
+        kth = torch.topk(row, top_k).values[-1]
+        row = row.masked_fill(row < kth, float("-inf"))
+    if min_p > 0:
+        probs = torch.softmax(row, dim=-1)
+        row = row.masked_fill(probs < min_p * probs.max(), float("-inf"))
+    if top_p < 1.0:
+        sorted_vals, order = torch.sort(row, descending=True)
+        cum = torch.softmax(sorted_vals, dim=-1).cumsum(-1)
+        drop = cum - torch.softmax(sorted_vals, dim=-1) > top_p  # keep the token crossing top_p
+        row = row.clone()
+        row[order[drop]] = float("-inf")
+    return row
+
+
+def _sample_row(row: torch.Tensor, s: ScheduledSeq) -> int:
+    p = s.params
+    probs = torch.softmax(filter_logits(row, p.temperature, p.top_k, p.top_p, p.min_p), dim=-1)
+    gen = None
+    if p.seed is not None:
+        gen = torch.Generator().manual_seed(hash((p.seed, len(s.output_token_ids))) & (2**63 - 1))
+    return int(torch.multinomial(probs, 1, generator=gen).item())
+
+
+def _result(token: int, logprobs_row, s: ScheduledSeq) -> SampledToken:
+    if logprobs_row is None or s.params.logprobs is None:
+        return SampledToken(token)
+    top = {}
+    if s.params.logprobs > 0:
+        vals, idx = torch.topk(logprobs_row, s.params.logprobs)
+        top = {int(i): float(v) for i, v in zip(idx, vals)}
+    return SampledToken(token, float(logprobs_row[token]), top)

@@ -1,0 +1,74 @@
+"""Tiny random HF checkpoints made offline with transformers configs (the oracle's inputs)."""
+
+from pathlib import Path
+
+import torch
+
+VOCAB = 512
+
+
+def _save(model, tokenizer_dir: Path) -> None:
+    model.save_pretrained(str(tokenizer_dir), safe_serialization=True)
+    _tokenizer().save_pretrained(str(tokenizer_dir))
+
+
+def _tokenizer():
+    """A small word-level tokenizer with a chat template, built offline."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    for i in range(3, VOCAB):
+        vocab[f"w{i}"] = i
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>",
+                                   eos_token="</s>")
+    fast.chat_template = ("{% for m in messages %}w10 {{ m['content'] }} w11 {% endfor %}"
+                          "{% if add_generation_prompt %}w12{% endif %}")
+    return fast
+
+
+def make_llama(path: Path, num_layers: int = 3, heads: int = 4, kv_heads: int = 2, **kw) -> Path:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=128,
+                      num_hidden_layers=num_layers, num_attention_heads=heads,
+                      num_key_value_heads=kv_heads, max_position_embeddings=256,
+                      tie_word_embeddings=False, **kw)
+    _save(LlamaForCausalLM(cfg), path)
+    return path
+
+
+def make_qwen2(path: Path, num_layers: int = 2) -> Path:
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(1)
+    cfg = Qwen2Config(vocab_size=VOCAB, hidden_size=64, intermediate_size=128,
+                      num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=256, tie_word_embeddings=True)
+    _save(Qwen2ForCausalLM(cfg), path)
+    return path
+
+
+def make_gpt2(path: Path, num_layers: int = 2) -> Path:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(2)
+    cfg = GPT2Config(vocab_size=VOCAB, n_embd=64, n_layer=num_layers, n_head=4, n_positions=256)
+    _save(GPT2LMHeadModel(cfg), path)
+    return path
+
+
+def make_opt(path: Path, num_layers: int = 2) -> Path:
+    from transformers import OPTConfig, OPTForCausalLM
+
+    torch.manual_seed(3)
+    cfg = OPTConfig(vocab_size=VOCAB, hidden_size=64, ffn_dim=128, num_hidden_layers=num_layers,
+                    num_attention_heads=4, max_position_embeddings=256, word_embed_proj_dim=64)
+    _save(OPTForCausalLM(cfg), path)
+    return path
+
+
+BUILDERS = {"llama": make_llama, "qwen2": make_qwen2, "gpt2": make_gpt2, "opt": make_opt}
