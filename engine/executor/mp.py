@@ -6,6 +6,7 @@ EngineDeadError at once instead of a hang; workers exit on EOF when the driver g
 
 import multiprocessing as mp
 import os
+import sys
 from multiprocessing.connection import wait
 
 from engine.errors import EngineDeadError
@@ -44,7 +45,7 @@ class MpExecutor(Executor):
                           master_port=port, local_rank=rank, num_threads=threads)
             proc = ctx.Process(target=_entry, args=(child, kwargs), daemon=True,
                                name=f"onenode-worker-{rank}")
-            proc.start()
+            _start_without_main(proc)
             child.close()
             self.conns.append(parent)
             self.procs.append(proc)
@@ -106,6 +107,22 @@ class MpExecutor(Executor):
         for conn in self.conns:
             conn.close()
         self.conns, self.procs = [], []
+
+
+def _start_without_main(proc) -> None:
+    """Spawned children normally re-run the user's __main__ script, which re-creates the LLM
+    in every worker when the script has no `if __name__ == "__main__":` guard (vLLM examples
+    don't). Workers need nothing from __main__, so hide it while the child is prepared."""
+    main = sys.modules.get("__main__")
+    saved = {k: getattr(main, k) for k in ("__file__", "__spec__") if hasattr(main, k)}
+    if "__file__" in saved:
+        del main.__file__
+    main.__spec__ = None
+    try:
+        proc.start()
+    finally:
+        for k, v in saved.items():
+            setattr(main, k, v)
 
 
 def _entry(conn, kwargs):

@@ -56,7 +56,8 @@ def make_gpt2(path: Path, num_layers: int = 2) -> Path:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(2)
-    cfg = GPT2Config(vocab_size=VOCAB, n_embd=64, n_layer=num_layers, n_head=4, n_positions=256)
+    cfg = GPT2Config(vocab_size=VOCAB, n_embd=64, n_layer=num_layers, n_head=4, n_positions=256,
+                     bos_token_id=1, eos_token_id=2)
     _save(GPT2LMHeadModel(cfg), path)
     return path
 
