@@ -31,7 +31,7 @@ class EngineSetup:
         log.info("model %s (%s, %d layers), tp=%d pp=%d, backend=%s, pp layers=%s",
                  cfg.model, self.model_config.architecture, self.model_config.num_layers,
                  cfg.tensor_parallel_size, cfg.pipeline_parallel_size, backend, self.partition)
-        return make_executor(backend, cfg, self.partition)
+        return make_executor(backend, cfg, self.partition, self.source)
 
     def size_kv_cache(self, executor) -> int:
         """Every rank reports what fits; the smallest wins (vLLM's rule), then all allocate."""

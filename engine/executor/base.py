@@ -45,10 +45,10 @@ class Executor(ABC):
     def execute_model_async(self, scheduler_output) -> RpcFuture:
         return self.collective_rpc_async("execute_model", (scheduler_output,))
 
-    def start_workers(self) -> None:
+    def start_workers(self, source=None) -> None:
         """Bring every rank up to a loaded model (distributed init included)."""
         self.collective_rpc("init_device")
-        self.collective_rpc("load_model")
+        self.collective_rpc("load_model", (source,))
 
     @abstractmethod
     def check_health(self) -> None:

@@ -31,7 +31,7 @@ class _MpFuture(RpcFuture):
 class MpExecutor(Executor):
     name = "mp"
 
-    def __init__(self, config, partition):
+    def __init__(self, config, partition, source=None):
         super().__init__(config, partition)
         ctx = mp.get_context("spawn")
         host = os.environ.get("VLLM_HOST_IP") and node_ip() or "127.0.0.1"
@@ -50,7 +50,7 @@ class MpExecutor(Executor):
             self.conns.append(parent)
             self.procs.append(proc)
         try:
-            self.start_workers()
+            self.start_workers(source)
         except BaseException:
             self.shutdown()
             raise

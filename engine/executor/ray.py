@@ -63,7 +63,7 @@ class _RayFuture(RpcFuture):
 class RayExecutor(Executor):
     name = "ray"
 
-    def __init__(self, config, partition):
+    def __init__(self, config, partition, source=None):
         super().__init__(config, partition)
         self.dead: str | None = None
         self.actors, self.pg = [], None
@@ -71,7 +71,7 @@ class RayExecutor(Executor):
         try:
             self._create_actors(ray)
             self._init_workers(ray)
-            self.start_workers()
+            self.start_workers(source)
         except BaseException:
             self.shutdown()
             raise

@@ -37,11 +37,11 @@ def local_devices(device: str) -> int:
     return os.cpu_count() or 1
 
 
-def make_executor(backend: str, config, partition):
+def make_executor(backend: str, config, partition, source=None):
     if backend == "uni":
         from engine.executor.uni import UniExecutor as cls
     elif backend == "mp":
         from engine.executor.mp import MpExecutor as cls
     else:
         from engine.executor.ray import RayExecutor as cls
-    return cls(config, partition)
+    return cls(config, partition, source)

@@ -7,10 +7,10 @@ from engine.worker.worker import Worker
 class UniExecutor(Executor):
     name = "uni"
 
-    def __init__(self, config, partition):
+    def __init__(self, config, partition, source=None):
         super().__init__(config, partition)
         self.worker = Worker(config, rank=0, partition=partition)
-        self.start_workers()
+        self.start_workers(source)
 
     def collective_rpc_async(self, method, args=(), kwargs=None):
         return DoneFuture([getattr(self.worker, method)(*args, **(kwargs or {}))])

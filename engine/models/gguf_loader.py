@@ -69,7 +69,7 @@ class GGUFReader:
                 w = unpermute(w, heads)
             elif name.endswith("k_proj.weight"):
                 w = unpermute(w, self.cfg.get("num_key_value_heads") or heads)
-        tensor = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))
+        tensor = torch.from_numpy(np.array(w, dtype=np.float32, copy=True))
         if name == "model.embed_tokens.weight":
             self.cache[name] = tensor  # used twice when embeddings are tied
         return tensor

@@ -47,8 +47,10 @@ class ModelRunner:
         self.is_last = self.pp_rank == self.pp_size - 1
         self.model = None
 
-    def load_model(self) -> None:
-        self.source = resolve_model(self.config.model)
+    def load_model(self, source=None) -> None:
+        # The driver resolved the model once; re-resolving a GGUF costs seconds per rank.
+        self.source = source or resolve_model(self.config.model)
+        _check_present(self.source)
         self.model_config = self.source.model_config
         self.dtype = resolve_dtype(self.config.dtype, self.model_config.torch_dtype,
                                    self.device.type)
@@ -126,3 +128,14 @@ class ModelRunner:
             return None
         tokens = sample(logits.float(), inputs.sample_seqs)
         return ModelRunnerOutput({s.seq_id: t for s, t in zip(inputs.sample_seqs, tokens)})
+
+
+def _check_present(source) -> None:
+    """The model must be at the same path on every node; say which node lacks it."""
+    from engine.errors import ModelLoadError
+    from engine.worker.node import node_ip
+
+    target = source.path / source.gguf_file if source.gguf_file else source.path / "config.json"
+    if not target.exists():
+        raise ModelLoadError(f"node {node_ip()} has no model at {target}; put the model at the "
+                             f"same path on every node (mount the same HF_HOME) and retry")

@@ -37,8 +37,8 @@ class Worker:
                          cfg.pipeline_parallel_size, device)
         self.runner = ModelRunner(cfg, self.partition, device)
 
-    def load_model(self) -> None:
-        self.runner.load_model()
+    def load_model(self, source=None) -> None:
+        self.runner.load_model(source)
 
     def determine_num_blocks(self, max_num_batched_tokens: int) -> tuple[int, int, float]:
         """(blocks that fit, bytes per block, available bytes) for this rank."""

@@ -20,10 +20,12 @@ def hf_greedy(path, prompts: list[list[int]], new_tokens: int, gguf_file=None) -
 
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, **kwargs).eval()
+    # ignore_eos means "do not stop at EOS", not "never emit EOS" (which min_new_tokens does).
+    model.generation_config.eos_token_id = None
     outs = []
     for prompt in prompts:
         ids = torch.tensor([prompt])
         gen = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
-                             min_new_tokens=new_tokens, do_sample=False, pad_token_id=0)
+                             do_sample=False, pad_token_id=0)
         outs.append(gen[0, len(prompt):].tolist())
     return outs

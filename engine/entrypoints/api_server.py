@@ -1,0 +1,196 @@
+"""The OpenAI-compatible HTTP server: FastAPI routes over an AsyncEngine, run by uvicorn.
+
+`build_app` wires routes, auth and error handling (no I/O, used by tests with a live engine);
+`run_server` is what `onenode serve` calls: load the engine, serve until Ctrl-C / SIGTERM, then
+shut the engine and its workers down.
+"""
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from engine import __version__
+from engine.config import EngineConfig
+from engine.entrypoints.async_engine import AsyncEngine
+from engine.entrypoints.errors import ApiError, error_response, install_error_handlers
+from engine.entrypoints.metrics import CONTENT_TYPE
+from engine.entrypoints.openai_protocol import (ChatCompletionRequest, CompletionRequest,
+                                                DetokenizeRequest, DetokenizeResponse, ModelCard,
+                                                ModelList, TokenizeRequest, TokenizeResponse)
+from engine.entrypoints.openai_serving import OpenAIServing
+from engine.logger import init_logger
+
+log = init_logger("onenode.api")
+
+
+def build_app(async_engine: AsyncEngine, served_model_name: str, model_path: str,
+              api_key: str | None = None) -> FastAPI:
+    serving = OpenAIServing(async_engine, served_model_name, model_path)
+    app = FastAPI(title="onenode", version=__version__)
+    app.state.serving = serving
+    install_error_handlers(app)
+    auth = [Depends(_require_key(api_key))] if api_key else []
+    _open_routes(app, async_engine, serving)
+    _openai_routes(app, serving, auth)
+    return app
+
+
+def _require_key(api_key: str):
+    expected = f"Bearer {api_key}".encode()
+
+    async def check(authorization: str | None = Header(None)):
+        if not authorization or not secrets.compare_digest(authorization.encode(), expected):
+            raise ApiError(401, "invalid or missing API key; send 'Authorization: Bearer <key>' "
+                                "with the key given to --api-key / ONENODE_API_KEY",
+                           code="invalid_api_key")
+
+    return check
+
+
+def _open_routes(app: FastAPI, async_engine: AsyncEngine, serving: OpenAIServing) -> None:
+    """Probes stay open when an API key is set, like vLLM's."""
+
+    @app.get("/health")
+    async def health():
+        if async_engine.alive:
+            return Response(status_code=200)
+        return error_response(503, f"the engine is dead ({async_engine.dead}); restart "
+                                   f"`onenode serve`", code="engine_dead")
+
+    @app.get("/metrics")
+    async def metrics():
+        return Response(serving.metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/version")
+    async def version():
+        return {"version": __version__}
+
+
+def _openai_routes(app: FastAPI, serving: OpenAIServing, auth: list) -> None:
+    @app.get("/v1/models", dependencies=auth)
+    async def models():
+        card = ModelCard(id=serving.served_model_name, root=serving.model_path,
+                         max_model_len=serving.max_model_len)
+        return ModelList(data=[card])
+
+    @app.post("/v1/completions", dependencies=auth)
+    async def completions(req: CompletionRequest, raw: Request):
+        return await _respond(serving, raw, serving.completions(req))
+
+    @app.post("/v1/chat/completions", dependencies=auth)
+    async def chat(req: ChatCompletionRequest, raw: Request):
+        return await _respond(serving, raw, serving.chat(req))
+
+    @app.post("/tokenize", dependencies=auth)
+    async def tokenize(req: TokenizeRequest):
+        serving.check_model(req.model)
+        if (req.prompt is None) == (req.messages is None):
+            raise ApiError(400, "give exactly one of 'prompt' or 'messages'", param="prompt",
+                           code="invalid_value")
+        if req.messages is not None:
+            ids = serving.chat_prompt([{"role": m.role, "content": m.text()}
+                                       for m in req.messages])
+        else:
+            ids = serving.tokenizer.encode(req.prompt, add_special_tokens=req.add_special_tokens)
+        return TokenizeResponse(count=len(ids), max_model_len=serving.max_model_len, tokens=ids)
+
+    @app.post("/detokenize", dependencies=auth)
+    async def detokenize(req: DetokenizeRequest):
+        serving.check_model(req.model)
+        return DetokenizeResponse(prompt=serving.tokenizer.decode(serving.encode(req.tokens)))
+
+
+async def _respond(serving: OpenAIServing, raw: Request, work):
+    """Runs a handler, cancelling it (which aborts its engine requests) if the client leaves."""
+    if not serving.async_engine.alive:
+        work.close()
+        raise ApiError(503, f"the engine is dead ({serving.async_engine.dead}); restart "
+                            f"`onenode serve`", code="engine_dead")
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(_client_gone(raw))
+    try:
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return Response(status_code=499)
+    result = task.result()
+    if hasattr(result, "__aiter__"):
+        return StreamingResponse(result, media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+    return JSONResponse(result.model_dump())
+
+
+async def _client_gone(raw: Request) -> None:
+    while (await raw.receive())["type"] != "http.disconnect":
+        pass
+
+
+def run_server(engine_config: EngineConfig, host: str = "127.0.0.1", port: int = 8000,
+               api_key: str | None = None, served_model_name: str | None = None) -> None:
+    """Load the engine, serve until Ctrl-C / SIGTERM, then stop the engine and its workers."""
+    import uvicorn
+
+    from engine.core.engine import LLMEngine
+
+    secrets_filter = _SecretFilter([api_key, os.environ.get("HF_TOKEN"),
+                                    os.environ.get("HUGGING_FACE_HUB_TOKEN")])
+    _attach_filter(secrets_filter)
+    # SIGTERM while the model loads must still run the cleanup below (workers are processes).
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    engine = LLMEngine(engine_config)
+    async_engine = AsyncEngine(engine)
+    try:
+        name = served_model_name or engine_config.model
+        app = build_app(async_engine, name, engine_config.model, api_key)
+        config = uvicorn.Config(app, host=host, port=port, log_level="info",
+                                timeout_graceful_shutdown=3)
+        _attach_filter(secrets_filter)  # uvicorn.Config just (re)built its handlers
+        server = uvicorn.Server(config)
+        log.info("serving '%s' (%s backend, %d KV blocks) at http://%s:%d/v1 -- health at "
+                 "/health, metrics at /metrics%s", name, getattr(engine, "backend", "?"),
+                 engine.num_blocks, host, port, ", API key required" if api_key else "")
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        async_engine.shutdown()
+        signal.signal(signal.SIGTERM, previous)
+        log.info("engine shut down")
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+class _SecretFilter(logging.Filter):
+    """Redacts secrets (API key, HF token) from every log line, whoever logs them."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.values = [v for v in values if v and len(v) >= 4]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.values:
+            message = record.getMessage()
+            if any(v in message for v in self.values):
+                for v in self.values:
+                    message = message.replace(v, "***")
+                record.msg, record.args = message, ()
+        return True
+
+
+def _attach_filter(flt: logging.Filter) -> None:
+    for name in ("", "onenode", "uvicorn", "uvicorn.error", "uvicorn.access"):
+        for handler in logging.getLogger(name).handlers:
+            if flt not in handler.filters:
+                handler.addFilter(flt)

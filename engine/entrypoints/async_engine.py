@@ -1,0 +1,174 @@
+"""AsyncEngine: runs the synchronous LLMEngine loop on one background thread for asyncio callers.
+
+LLMEngine is not thread-safe, so only the engine thread ever calls add/abort/step; the event loop
+talks to it through a command queue and receives each request's outputs on its own asyncio queue
+(via `loop.call_soon_threadsafe`). When the engine dies every waiting request gets the error, so
+nothing hangs, and `dead` makes /health answer 503.
+"""
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from engine.errors import EngineDeadError
+from engine.outputs import RequestOutput
+from engine.sampling_params import SamplingParams
+
+log = logging.getLogger("onenode.async_engine")
+
+_STOP = object()
+
+
+@dataclass
+class _Stream:
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue
+
+    def put(self, item) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+        except RuntimeError:  # the caller's loop is closed: nobody is listening any more
+            pass
+
+
+def _deliver(items) -> None:
+    for q, out in items:
+        q.put_nowait(out)
+
+
+class AsyncEngine:
+    def __init__(self, engine, health_interval_s: float = 1.0):
+        self.engine = engine
+        self.health_interval_s = health_interval_s
+        self.dead: str | None = None
+        self.stats: dict = dict(engine.stats())
+        self._commands: queue.SimpleQueue = queue.SimpleQueue()
+        self._streams: dict[str, _Stream] = {}
+        # Makes "check dead, then enqueue" atomic against "mark dead, then fail the queue".
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="onenode-engine", daemon=True)
+        self._thread.start()
+
+    # ---- event-loop side -------------------------------------------------------------------
+    async def generate(self, request_id: str, prompt: str | list[int], params: SamplingParams,
+                       prompt_text: str | None = None) -> AsyncIterator[RequestOutput]:
+        """Yields cumulative outputs until finished; leaving early (client gone) aborts."""
+        stream = _Stream(asyncio.get_running_loop(), asyncio.Queue())
+        with self._lock:
+            if self.dead:
+                raise EngineDeadError(self.dead)
+            self._commands.put(("add", request_id, prompt, params, prompt_text, stream))
+        finished = False
+        try:
+            while True:
+                item = await stream.queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                finished = item.finished
+                yield item
+                if finished:
+                    return
+        finally:
+            if not finished:
+                self.abort(request_id)
+
+    def abort(self, request_id: str) -> None:
+        self._commands.put(("abort", request_id))
+
+    @property
+    def alive(self) -> bool:
+        return self.dead is None and self._thread.is_alive()
+
+    def shutdown(self, timeout_s: float = 30.0) -> None:
+        """Stop the loop, fail waiting requests, then shut the engine (and its workers) down."""
+        self._commands.put(_STOP)
+        self._thread.join(timeout_s)
+        self.engine.shutdown()
+
+    # ---- engine-thread side ----------------------------------------------------------------
+    def _run(self) -> None:
+        last_check = time.monotonic()
+        try:
+            while True:
+                busy = self.engine.has_unfinished_requests()
+                if not self._drain(block=not busy):
+                    break
+                if self.engine.has_unfinished_requests():
+                    self._step()
+                elif time.monotonic() - last_check >= self.health_interval_s:
+                    last_check = time.monotonic()
+                    self._check_health()
+        except BaseException as exc:  # noqa: BLE001 - any loop failure kills the engine
+            log.error("engine loop died: %s", exc, exc_info=not isinstance(exc, EngineDeadError))
+            self._close(exc if isinstance(exc, EngineDeadError) else EngineDeadError(str(exc)))
+        else:
+            self._close(EngineDeadError("the server is shutting down"))
+
+    def _drain(self, block: bool) -> bool:
+        """Apply queued commands; returns False on stop. Idle: wait for work or a health tick."""
+        while True:
+            try:
+                cmd = self._commands.get(timeout=self.health_interval_s) if block \
+                    else self._commands.get_nowait()
+            except queue.Empty:
+                return True
+            block = False
+            if cmd is _STOP:
+                return False
+            if cmd[0] == "add":
+                self._add(*cmd[1:])
+            else:
+                self._streams.pop(cmd[1], None)
+                self.engine.abort_request(cmd[1])
+                self.stats = dict(self.engine.stats())
+
+    def _add(self, request_id, prompt, params, prompt_text, stream: _Stream) -> None:
+        try:
+            self.engine.add_request(request_id, prompt, params, prompt_text=prompt_text)
+        except Exception as exc:  # noqa: BLE001 - a bad request must not kill the loop
+            stream.put(exc)
+            return
+        self._streams[request_id] = stream
+
+    def _step(self) -> None:
+        outputs = self.engine.step()
+        self.stats = dict(self.engine.stats())
+        # One wake-up of each event loop per step, not one per request: at 32 streams the
+        # per-call cross-thread overhead is a visible share of a small model's step time.
+        batches: dict[asyncio.AbstractEventLoop, list] = {}
+        for out in outputs:
+            stream = self._streams.get(out.request_id)
+            if stream is None:
+                continue
+            if out.finished:
+                del self._streams[out.request_id]
+            batches.setdefault(stream.loop, []).append((stream.queue, out))
+        for loop, items in batches.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, items)
+            except RuntimeError:  # that loop is closed: nobody is listening any more
+                pass
+
+    def _check_health(self) -> None:
+        check = getattr(self.engine, "check_health", None)
+        if check is not None:
+            check()
+
+    def _close(self, exc: EngineDeadError) -> None:
+        with self._lock:
+            self.dead = str(exc) or type(exc).__name__
+        streams, self._streams = self._streams, {}
+        for stream in streams.values():
+            stream.put(exc)
+        # Requests queued before `dead` was set would otherwise wait forever.
+        while True:
+            try:
+                cmd = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if cmd is not _STOP and cmd[0] == "add":
+                cmd[-1].put(exc)

@@ -1,0 +1,86 @@
+"""`onenode serve MODEL ...` and `onenode bench serve --url ...`: thin Typer commands.
+
+Flag names are vLLM's, so a runbook's `vllm serve ...` works after replacing `vllm` with
+`onenode`. The root app registers them: `app.command("serve")(serve)` and
+`bench_app.command("serve")(bench_serve)`.
+"""
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from engine.config import EngineConfig
+
+
+def serve(
+    model: Annotated[str, typer.Argument(help="HF model directory, GGUF file/dir or hub id")],
+    tensor_parallel_size: Annotated[int, typer.Option("--tensor-parallel-size", "-tp")] = 1,
+    pipeline_parallel_size: Annotated[int, typer.Option("--pipeline-parallel-size", "-pp")] = 1,
+    distributed_executor_backend: Annotated[Optional[str], typer.Option(
+        help="uni | mp | ray (default: uni for one rank, mp when this node has enough "
+             "devices, else ray)")] = None,
+    host: Annotated[str, typer.Option(help="0.0.0.0 to listen on every interface "
+                                           "(inside a container)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    api_key: Annotated[Optional[str], typer.Option(
+        envvar="ONENODE_API_KEY", show_envvar=True,
+        help="require 'Authorization: Bearer KEY' on /v1/*")] = None,
+    served_model_name: Annotated[Optional[str], typer.Option(
+        help="model name clients send (default: MODEL as given)")] = None,
+    max_model_len: Annotated[Optional[int], typer.Option()] = None,
+    dtype: Annotated[str, typer.Option(help="auto | float32 | float16 | bfloat16")] = "auto",
+    block_size: Annotated[int, typer.Option()] = 16,
+    gpu_memory_utilization: Annotated[float, typer.Option()] = 0.9,
+    kv_cache_space_gib: Annotated[Optional[float], typer.Option(
+        help="KV cache size per rank on CPU (vLLM's VLLM_CPU_KVCACHE_SPACE)")] = None,
+    max_num_seqs: Annotated[int, typer.Option()] = 256,
+    max_num_batched_tokens: Annotated[Optional[int], typer.Option()] = None,
+    pp_layer_partition: Annotated[Optional[str], typer.Option(
+        help="layers per stage, e.g. 10,10,10")] = None,
+    enable_prefix_caching: Annotated[bool, typer.Option(
+        "--enable-prefix-caching/--no-enable-prefix-caching")] = True,
+    seed: Annotated[int, typer.Option()] = 0,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    tokenizer: Annotated[Optional[str], typer.Option(help="default: MODEL")] = None,
+):
+    """Serve MODEL with an OpenAI-compatible API (/v1/completions, /v1/chat/completions, ...)."""
+    engine_args = dict(locals())  # every other parameter is an EngineConfig field of that name
+    server_args = {k: engine_args.pop(k) for k in ("host", "port", "api_key", "served_model_name")}
+    server_args["api_key"] = server_args["api_key"] or None
+    from engine.entrypoints.api_server import run_server
+
+    run_server(EngineConfig(**engine_args), **server_args)
+
+
+def bench_serve(
+    url: Annotated[str, typer.Option(help="server base URL, e.g. http://127.0.0.1:8000")],
+    num_requests: Annotated[int, typer.Option()] = 200,
+    concurrency: Annotated[str, typer.Option(help="comma list of concurrency levels")] = "1,8,32",
+    prompt_len: Annotated[str, typer.Option(help="min,max prompt tokens")] = "32,512",
+    output_len: Annotated[str, typer.Option(help="min,max output tokens")] = "16,128",
+    vocab_size: Annotated[int, typer.Option(help="prompt token ids are drawn below this")] = 32000,
+    seed: Annotated[int, typer.Option()] = 0,
+    model: Annotated[Optional[str], typer.Option(help="default: the server's model")] = None,
+    api_key: Annotated[Optional[str], typer.Option(envvar="ONENODE_API_KEY")] = None,
+    out: Annotated[Path, typer.Option(help="where JSON/PNG go")] = Path("bench/results"),
+    name: Annotated[str, typer.Option(help="result file name")] = "serve",
+):
+    """Bounded streaming load against a running server: throughput, TTFT and ITL percentiles."""
+    import json
+
+    from engine.bench.serve import ServeBenchConfig, serve_bench, write_serve_report
+
+    cfg = ServeBenchConfig(url=url, num_requests=num_requests,
+                           concurrency=tuple(int(c) for c in concurrency.split(",")),
+                           prompt_len=_pair(prompt_len), output_len=_pair(output_len),
+                           vocab_size=vocab_size, seed=seed, model=model, api_key=api_key)
+    res = serve_bench(cfg)
+    paths = write_serve_report(res, out, name)
+    typer.echo(json.dumps(res, indent=2, sort_keys=True))
+    typer.echo(f"wrote {paths[0]} and {paths[1]}")
+
+
+def _pair(text: str) -> tuple[int, int]:
+    lo, hi = (int(x) for x in text.split(","))
+    return lo, hi

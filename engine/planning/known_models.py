@@ -1,0 +1,73 @@
+"""Shapes of well-known models, so `onenode plan Llama-2-70B` works without downloading weights.
+
+Each entry is the model's own HF config.json (only the fields model_config_from_hf reads), so a
+known name and a local config.json go through the same parser. Names match case-insensitively by
+short name (`Llama-2-70B`) or hub id (`meta-llama/Llama-2-70b-hf`); chat/instruct variants share
+the base model's shape and therefore match too.
+"""
+
+import re
+
+_LLAMA2 = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 32000,
+           "max_position_embeddings": 4096, "rms_norm_eps": 1e-5, "torch_dtype": "float16"}
+_LLAMA3 = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 128256,
+           "max_position_embeddings": 8192, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
+           "torch_dtype": "bfloat16"}
+
+# hub id -> config.json fields (values from the models' published config.json files).
+KNOWN_MODELS: dict[str, dict] = {
+    "openai-community/gpt2": {
+        "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "n_embd": 768, "n_layer": 12,
+        "n_head": 12, "vocab_size": 50257, "n_positions": 1024, "torch_dtype": "float32"},
+    "facebook/opt-13b": {
+        "architectures": ["OPTForCausalLM"], "model_type": "opt", "hidden_size": 5120,
+        "num_hidden_layers": 40, "num_attention_heads": 40, "ffn_dim": 20480,
+        "vocab_size": 50272, "max_position_embeddings": 2048, "word_embed_proj_dim": 5120,
+        "do_layer_norm_before": True, "torch_dtype": "float16"},
+    "meta-llama/Llama-2-7b-hf": {
+        **_LLAMA2, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
+        "num_attention_heads": 32, "num_key_value_heads": 32},
+    "meta-llama/Llama-2-70b-hf": {
+        **_LLAMA2, "hidden_size": 8192, "intermediate_size": 28672, "num_hidden_layers": 80,
+        "num_attention_heads": 64, "num_key_value_heads": 8},
+    "meta-llama/Meta-Llama-3-8B": {
+        **_LLAMA3, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+        "num_attention_heads": 32, "num_key_value_heads": 8},
+    "meta-llama/Meta-Llama-3-70B": {
+        **_LLAMA3, "hidden_size": 8192, "intermediate_size": 28672, "num_hidden_layers": 80,
+        "num_attention_heads": 64, "num_key_value_heads": 8},
+    "Qwen/Qwen2-7B": {
+        "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": 3584,
+        "intermediate_size": 18944, "num_hidden_layers": 28, "num_attention_heads": 28,
+        "num_key_value_heads": 4, "vocab_size": 152064, "max_position_embeddings": 131072,
+        "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "torch_dtype": "bfloat16"},
+    # The demo model embedded in onenode (9 heads: the seed's "uneven" example for PP).
+    "HuggingFaceTB/SmolLM2-135M-Instruct": {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 576,
+        "intermediate_size": 1536, "num_hidden_layers": 30, "num_attention_heads": 9,
+        "num_key_value_heads": 3, "vocab_size": 49152, "max_position_embeddings": 8192,
+        "rms_norm_eps": 1e-5, "rope_theta": 100000.0, "tie_word_embeddings": True,
+        "torch_dtype": "bfloat16"},
+}
+
+
+def _key(name: str) -> str:
+    """'meta-llama/Llama-2-70b-chat-hf' and 'Llama-2-70B' -> 'llama-2-70b'."""
+    key = name.strip().lower().rsplit("/", 1)[-1]
+    key = re.sub(r"^meta-", "", key)
+    key = re.sub(r"(-hf)?(-(chat|instruct|base))?(-hf)?$", "", key)
+    return key.replace("gpt-2", "gpt2")
+
+
+_BY_KEY = {_key(hub_id): hub_id for hub_id in KNOWN_MODELS}
+
+
+def known_model(name: str) -> tuple[str, dict] | None:
+    """(hub id, HF config dict) of a well-known model, or None when the name is not in the table."""
+    hub_id = _BY_KEY.get(_key(name))
+    return (hub_id, dict(KNOWN_MODELS[hub_id])) if hub_id else None
+
+
+def known_model_names() -> list[str]:
+    """Short names for help and error messages."""
+    return sorted(hub_id.rsplit("/", 1)[-1] for hub_id in KNOWN_MODELS)
