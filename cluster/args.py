@@ -1,0 +1,90 @@
+"""Parse `run_cluster IMAGE HEAD_IP --head|--worker HF_HOME [options]` (vLLM's
+examples/online_serving/run_cluster.sh argument order) into structured options (pure).
+
+Docker options are mapped one by one; anything else is a one-line error listing what is supported,
+never passed through as a shell string.
+"""
+
+from dataclasses import dataclass, field
+
+from engine.errors import ConfigError
+
+DOCKER_OPTIONS = ("-e/--env", "--env-file", "-v/--volume", "--cap-add", "--privileged",
+                  "--shm-size", "--gpus", "--device", "--network", "--ip", "--name", "--ulimit")
+OWN_FLAGS = ("--detach", "--replace", "--ray-token-file", "--no-ray-auth", "--num-cpus",
+             "--object-store-memory", "--ready-timeout", "--cluster-name")
+_VALUED = {"-e": "env", "--env": "env", "--env-file": "env_files", "-v": "volumes",
+           "--volume": "volumes", "--cap-add": "cap_add", "--shm-size": "shm_size",
+           "--gpus": "gpus", "--device": "devices", "--network": "network", "--net": "network",
+           "--ip": "ip", "--name": "name", "--ulimit": "ulimits",
+           "--ray-token-file": "ray_token_file", "--num-cpus": "num_cpus",
+           "--object-store-memory": "object_store_memory", "--ready-timeout": "ready_timeout",
+           "--cluster-name": "cluster_name"}
+_LISTS = {"env", "env_files", "volumes", "cap_add", "devices", "ulimits"}
+_BOOLS = {"--privileged": "privileged", "--detach": "detach", "-d": "detach",
+          "--replace": "replace", "--no-ray-auth": "no_ray_auth"}
+
+
+@dataclass
+class RunClusterArgs:
+    image: str
+    head_ip: str
+    role: str  # "head" | "worker"
+    hf_home: str
+    env: list[str] = field(default_factory=list)  # "K=V" or "K" (taken from the caller's env)
+    env_files: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+    cap_add: list[str] = field(default_factory=list)
+    devices: list[str] = field(default_factory=list)
+    ulimits: list[str] = field(default_factory=list)
+    privileged: bool = False
+    shm_size: str = "10.24g"
+    gpus: str | None = None
+    network: str = "host"
+    ip: str | None = None
+    name: str | None = None
+    detach: bool = False
+    replace: bool = False
+    no_ray_auth: bool = False
+    ray_token_file: str | None = None
+    num_cpus: str | None = None
+    object_store_memory: str | None = None
+    ready_timeout: str = "120"
+    cluster_name: str = "onenode"
+
+
+USAGE = ("usage: run_cluster IMAGE HEAD_IP --head|--worker HF_HOME [docker options: "
+         + ", ".join(DOCKER_OPTIONS) + "] [" + ", ".join(OWN_FLAGS) + "]")
+
+
+def parse_run_cluster(argv: list[str]) -> RunClusterArgs:
+    if len(argv) < 4 or argv[2] not in ("--head", "--worker"):
+        raise ConfigError(USAGE)
+    args = RunClusterArgs(image=argv[0], head_ip=argv[1], role=argv[2][2:], hf_home=argv[3])
+    rest = list(argv[4:])
+    while rest:
+        opt = rest.pop(0)
+        key, value = _split(opt)
+        if key in _BOOLS:
+            setattr(args, _BOOLS[key], True)
+            continue
+        if key not in _VALUED:
+            raise ConfigError(f"unsupported option {opt!r}; supported docker options: "
+                              f"{', '.join(DOCKER_OPTIONS)}; onenode flags: {', '.join(OWN_FLAGS)}")
+        if value is None:
+            if not rest:
+                raise ConfigError(f"option {key} needs a value")
+            value = rest.pop(0)
+        attr = _VALUED[key]
+        if attr in _LISTS:
+            getattr(args, attr).append(value)
+        else:
+            setattr(args, attr, value)
+    return args
+
+
+def _split(opt: str) -> tuple[str, str | None]:
+    if opt.startswith("--") and "=" in opt:
+        key, value = opt.split("=", 1)
+        return key, value
+    return opt, None

@@ -1,0 +1,174 @@
+"""The one container seam: every Docker call goes through here (docker-py, structured arguments,
+never a shell string)."""
+
+import json
+
+from cluster.progress import console
+from cluster.spec import ContainerSpec
+from engine.errors import ClusterError
+
+
+def client():
+    import docker
+
+    try:
+        c = docker.from_env(timeout=120)
+        c.ping()
+        return c
+    except Exception as exc:  # noqa: BLE001 - any failure means no usable daemon
+        raise ClusterError(f"the Docker daemon is not reachable ({type(exc).__name__}); start it "
+                           f"with scripts/ensure_docker.sh (or `systemctl start docker`)") from None
+
+
+def image_exists(c, tag: str) -> bool:
+    import docker
+
+    try:
+        c.images.get(tag)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def tag_image(c, source: str, target: str) -> None:
+    repo, _, tag = target.partition(":")
+    c.images.get(source).tag(repo, tag or "latest")
+
+
+def build_image(c, context: str, tag: str) -> None:
+    """docker build with a progress bar over the Dockerfile's steps."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[cyan]docker build"), BarColumn(), TextColumn("{task.description}"),
+                  TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("", total=None)
+        for chunk in c.api.build(path=context, tag=tag, rm=True, decode=True, forcerm=True):
+            if "error" in chunk:
+                raise ClusterError(f"docker build failed: {chunk['error'].strip()[:300]}")
+            line = chunk.get("stream", "").strip()
+            if line.startswith("Step "):
+                done, total = line.split()[1].split("/")
+                bar.update(task, completed=int(done) - 1, total=int(total),
+                           description=line[:70])
+
+
+def _run_kwargs(spec: ContainerSpec) -> dict:
+    from docker.types import DeviceRequest, Mount, Ulimit
+
+    kw = dict(image=spec.image, command=list(spec.command), name=spec.name,
+              environment=spec.env_dict(), detach=True, cap_add=list(spec.cap_add) or None,
+              privileged=spec.privileged, shm_size=spec.shm_size or None,
+              devices=list(spec.devices) or None, labels=dict(spec.labels),
+              mounts=[Mount(m.target, m.source, type="bind", read_only=m.read_only)
+                      for m in spec.mounts],
+              ulimits=[Ulimit(name=n, soft=s, hard=h) for n, s, h in spec.ulimits] or None)
+    if spec.gpus:
+        count = -1 if spec.gpus == "all" else None
+        ids = None if count else spec.gpus.removeprefix("device=").split(",")
+        if count is None and len(ids) == 1 and ids[0].isdigit() and "device=" not in spec.gpus:
+            count, ids = int(ids[0]), None
+        kw["device_requests"] = [DeviceRequest(count=count, device_ids=ids,
+                                               capabilities=[["gpu"]])]
+    if spec.network == "host":
+        kw["network_mode"] = "host"
+    return kw
+
+
+def start(c, spec: ContainerSpec):
+    """Create and start the container, pinned to its IP on a project network when given."""
+    kw = _run_kwargs(spec)
+    if spec.network != "host":
+        kw["network"] = spec.network
+        if spec.ip:
+            kw["networking_config"] = {
+                spec.network: c.api.create_endpoint_config(ipv4_address=spec.ip)}
+    return c.containers.run(**kw)
+
+
+def get(c, name: str):
+    import docker
+
+    try:
+        return c.containers.get(name)
+    except docker.errors.NotFound:
+        return None
+
+
+def remove(c, name: str, timeout: int = 5) -> None:
+    container = get(c, name)
+    if container is not None:
+        try:
+            container.stop(timeout=timeout)
+        except Exception:  # noqa: BLE001 - already stopped or gone
+            pass
+        container.remove(force=True)
+
+
+def exec_in(c, name: str, cmd: list[str], env: dict | None = None) -> tuple[int, str]:
+    container = get(c, name)
+    if container is None:
+        raise ClusterError(f"container {name} does not exist; start the cluster first")
+    res = container.exec_run(cmd, environment=env, demux=False)
+    return res.exit_code, (res.output or b"").decode(errors="replace")
+
+
+def logs(c, name: str, tail: int = 200) -> str:
+    container = get(c, name)
+    return container.logs(tail=tail).decode(errors="replace") if container else ""
+
+
+def list_cluster(c, cluster: str):
+    return c.containers.list(all=True, filters={"label": f"onenode.cluster={cluster}"})
+
+
+def ensure_network(c, name: str, subnet: str, gateway: str):
+    import docker
+
+    try:
+        return c.networks.get(name)
+    except docker.errors.NotFound:
+        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet,
+                                                                           gateway=gateway)])
+        return c.networks.create(name, driver="bridge", ipam=ipam,
+                                 labels={"onenode.network": name})
+
+
+def remove_network(c, name: str) -> None:
+    import docker
+
+    try:
+        c.networks.get(name).remove()
+    except docker.errors.NotFound:
+        pass
+
+
+def used_subnets(c) -> set[str]:
+    subnets = set()
+    for net in c.networks.list():
+        for cfg in (net.attrs.get("IPAM") or {}).get("Config") or []:
+            if cfg.get("Subnet"):
+                subnets.add(cfg["Subnet"])
+    return subnets
+
+
+def container_ip(container, network: str) -> str | None:
+    nets = container.attrs.get("NetworkSettings", {}).get("Networks", {})
+    return (nets.get(network) or {}).get("IPAddress") or None
+
+
+def inspect_json(container) -> str:
+    return json.dumps(container.attrs)
+
+
+def get_network(c, name: str):
+    import docker
+
+    try:
+        return c.networks.get(name)
+    except docker.errors.NotFound:
+        return None
+
+
+def network_subnet(net) -> str | None:
+    configs = (net.attrs.get("IPAM") or {}).get("Config") or []
+    return configs[0].get("Subnet") if configs else None
