@@ -1,0 +1,83 @@
+"""Typer commands `onenode cluster ...` and `onenode image ...` (thin: parse, call, render)."""
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+cluster_app = typer.Typer(help="A simulated multi-host cluster on this machine.",
+                          no_args_is_help=True)
+image_app = typer.Typer(help="The onenode container image.", no_args_is_help=True)
+
+
+def _env(items: list[str]) -> dict:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise typer.BadParameter(f"{item!r}: use -e KEY=VALUE")
+        k, v = item.split("=", 1)
+        out[k] = v
+    return out
+
+
+@cluster_app.command("up")
+def up(
+    nodes: Annotated[int, typer.Option(help="head + workers")] = 3,
+    name: Annotated[str, typer.Option(help="cluster name: containers NAME-head, "
+                                           "NAME-worker-IP, network NAME-net")] = "onenode",
+    image: Annotated[str, typer.Option()] = "onenode:latest",
+    subnet: Annotated[Optional[str], typer.Option(help="e.g. 172.30.7.0/24")] = None,
+    cpus_per_node: Annotated[int, typer.Option(help="Ray CPUs per node")] = 2,
+    object_store_memory: Annotated[str, typer.Option()] = "512m",
+    hf_home: Annotated[Optional[Path], typer.Option(help="host dir mounted at "
+                                                         "/root/.cache/huggingface")] = None,
+    env: Annotated[Optional[list[str]], typer.Option("--env", "-e", help="KEY=VALUE on every "
+                                                                         "node")] = None,
+    no_ray_auth: Annotated[bool, typer.Option(help="turn Ray token auth off (unsafe)")] = False,
+    replace: Annotated[bool, typer.Option(help="recreate nodes whose spec differs")] = False,
+):
+    """Start head + workers as containers on a project-made bridge network."""
+    from cluster.local import up as do_up
+    from cluster.progress import step
+    from cluster.status import cluster_status, render
+
+    if no_ray_auth:
+        step("[yellow]warning[/]: Ray token auth is off; anything that reaches the nodes can "
+             "use the cluster")
+    info = do_up(nodes, name, image, subnet, cpus_per_node, object_store_memory, hf_home,
+                 _env(env), not no_ray_auth, replace=replace)
+    render(cluster_status(info.name))
+    step(f"inside: docker exec {info.head} ray status   |   stop: onenode cluster down"
+         + ("" if name == "onenode" else f" --name {name}"))
+
+
+@cluster_app.command("down")
+def down(name: Annotated[str, typer.Option()] = "onenode"):
+    """Remove the cluster's containers and its network."""
+    from cluster.local import down as do_down
+    from cluster.progress import step
+
+    step(f"removed {do_down(name)} container(s) and network {name}-net")
+
+
+@cluster_app.command("status")
+def status(name: Annotated[str, typer.Option()] = "onenode",
+           as_json: Annotated[bool, typer.Option("--json")] = False):
+    """Nodes, IPs, roles, liveness, CPUs/GPUs and Ray version."""
+    from cluster.status import cluster_status, render
+
+    rows = cluster_status(name)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        render(rows)
+
+
+@image_app.command("build")
+def build(dockerfile: Annotated[Optional[Path], typer.Option(help="default images/Dockerfile")]
+          = None):
+    """Build onenode:<content hash> (+ onenode:latest) offline; a no-op when already built."""
+    from cluster.image import build_image
+
+    typer.echo(build_image(dockerfile))

@@ -1,0 +1,63 @@
+"""`onenode cluster status`: containers joined with Ray's view of the nodes, as a table or JSON."""
+
+import json
+
+from cluster import backend
+from cluster.spec import LABEL_ROLE
+
+RAY_NODES_SNIPPET = (
+    "import json, ray; ray.init(address='auto', logging_level='ERROR', log_to_driver=False);"
+    "print('ONENODE_JSON=' + json.dumps({'version': ray.__version__, 'nodes': ["
+    "{'ip': n['NodeManagerAddress'], 'alive': n['Alive'], 'cpus': n['Resources'].get('CPU', 0),"
+    " 'gpus': n['Resources'].get('GPU', 0)} for n in ray.nodes()]}))")
+
+
+def ray_view(c, head: str) -> dict:
+    code, out = backend.exec_in(c, head, ["python", "-c", RAY_NODES_SNIPPET])
+    for line in out.splitlines():
+        if line.startswith("ONENODE_JSON="):
+            return json.loads(line.split("=", 1)[1])
+    return {"version": None, "nodes": []}
+
+
+def cluster_status(name: str) -> list[dict]:
+    c = backend.client()
+    containers = backend.list_cluster(c, name)
+    head = next((x for x in containers if x.labels.get(LABEL_ROLE) == "head"), None)
+    view = {"version": None, "nodes": []}
+    if head is not None and head.status == "running":
+        view = ray_view(c, head.name)
+    by_ip = {}
+    for n in view["nodes"]:  # a restarted node leaves a dead entry beside the live one
+        by_ip[n["ip"]] = n if n["alive"] or n["ip"] not in by_ip else by_ip[n["ip"]]
+    rows = []
+    for x in sorted(containers, key=lambda x: (x.labels.get(LABEL_ROLE) != "head", x.name)):
+        ip = backend.container_ip(x, f"{name}-net") or _env_ip(x)
+        ray_node = by_ip.get(ip, {})
+        rows.append({"name": x.name, "ip": ip, "role": x.labels.get(LABEL_ROLE),
+                     "container": x.status,
+                     "alive": x.status == "running" and bool(ray_node.get("alive")),
+                     "cpus": ray_node.get("cpus", 0), "gpus": ray_node.get("gpus", 0),
+                     "ray_version": view["version"]})
+    return rows
+
+
+def _env_ip(container) -> str | None:
+    for e in container.attrs["Config"].get("Env") or []:
+        if e.startswith("VLLM_HOST_IP="):
+            return e.split("=", 1)[1]
+    return None
+
+
+def render(rows: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="onenode cluster")
+    for col in ("node", "ip", "role", "alive", "CPUs", "GPUs", "ray"):
+        table.add_column(col, no_wrap=True)
+    for r in rows:
+        alive = "[green]yes[/]" if r["alive"] else f"[red]no[/] ({r['container']})"
+        table.add_row(r["name"], r["ip"] or "-", r["role"] or "-", alive, f"{r['cpus']:g}",
+                      f"{r['gpus']:g}", r["ray_version"] or "-")
+    Console().print(table)
