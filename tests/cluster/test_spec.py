@@ -1,0 +1,102 @@
+import pytest
+
+from cluster.args import parse_run_cluster
+from cluster.secrets import mask_env, mask_text
+from cluster.spec import TOKEN_MOUNT, build_spec, parse_env, parse_size
+from engine.errors import ConfigError
+
+BASE = ["onenode:latest", "10.0.0.1", "--head", "/data/hf"]
+
+
+def spec_for(argv, env=None, token="/tok", gpus=None):
+    args = parse_run_cluster(argv)
+    resolved = parse_env(args.env, [], env or {})
+    ip = resolved.get("VLLM_HOST_IP") or args.ip or (args.head_ip if args.role == "head" else None)
+    return args, build_spec(args, resolved, ip, token, gpus)
+
+
+def test_vllm_argument_order_and_defaults():
+    args, spec = spec_for(BASE)
+    assert (args.image, args.head_ip, args.role, args.hf_home) == \
+        ("onenode:latest", "10.0.0.1", "head", "/data/hf")
+    assert spec.name == "onenode-head" and spec.network == "host"
+    assert spec.shm_size == int(10.24 * 2**30)
+    assert spec.mounts[0].source == "/data/hf"
+    assert spec.mounts[0].target == "/root/.cache/huggingface"
+    assert spec.command[:5] == ("ray", "start", "--head", "--port", "6379")
+    assert spec.command[-1] == "--block"
+
+
+def test_every_docker_option_maps_into_the_spec():
+    argv = ["img", "10.0.0.1", "--worker", "/hf", "-e", "VLLM_HOST_IP=10.0.0.2",
+            "--env=NCCL_SOCKET_IFNAME=eth0", "-v", "/models:/models:ro", "--volume", "/a:/b",
+            "--cap-add", "CAP_SYS_ADMIN", "--privileged", "--shm-size", "2g", "--gpus", "all",
+            "--device", "/dev/infiniband", "--network", "net1", "--ip", "10.0.0.2",
+            "--ulimit", "memlock=-1", "--name", "w1"]
+    args, spec = spec_for(argv)
+    env = spec.env_dict()
+    assert env["VLLM_HOST_IP"] == "10.0.0.2" and env["NCCL_SOCKET_IFNAME"] == "eth0"
+    assert [(m.source, m.target, m.read_only) for m in spec.mounts[1:3]] == \
+        [("/models", "/models", True), ("/a", "/b", False)]
+    assert spec.cap_add == ("CAP_SYS_ADMIN",) and spec.privileged
+    assert spec.shm_size == 2 * 2**30 and spec.gpus == "all"
+    assert spec.devices == ("/dev/infiniband",) and spec.network == "net1" and spec.ip == "10.0.0.2"
+    assert spec.ulimits == (("memlock", -1, -1),) and spec.name == "w1"
+    # the fix for vLLM #7815: Ray's node IP is VLLM_HOST_IP
+    i = spec.command.index("--node-ip-address")
+    assert spec.command[i + 1] == "10.0.0.2"
+    assert spec.command[2:4] == ("--address", "10.0.0.1:6379")
+
+
+def test_unsupported_option_lists_the_supported_ones():
+    with pytest.raises(ConfigError) as err:
+        parse_run_cluster(BASE + ["--publish", "80:80"])
+    assert "--publish" in str(err.value) and "--cap-add" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_role_prints_usage():
+    with pytest.raises(ConfigError, match="usage: run_cluster IMAGE HEAD_IP"):
+        parse_run_cluster(["img", "10.0.0.1", "/hf"])
+
+
+def test_worker_name_from_ip_and_token_as_file_mount():
+    _, spec = spec_for(["img", "10.0.0.1", "--worker", "/hf", "-e", "VLLM_HOST_IP=10.0.0.7"])
+    assert spec.name == "onenode-worker-10.0.0.7"
+    env = spec.env_dict()
+    assert env["RAY_AUTH_MODE"] == "token" and env["RAY_AUTH_TOKEN_PATH"] == TOKEN_MOUNT
+    assert any(m.target == TOKEN_MOUNT and m.read_only for m in spec.mounts)
+    assert "/tok" not in env.values()  # the host token path is not in env
+    assert not any("/tok" == a for a in spec.command)  # not in argv
+
+
+def test_dashboard_binds_node_ip_with_auth_and_loopback_without():
+    _, spec = spec_for(BASE)
+    assert spec.command[spec.command.index("--dashboard-host") + 1] == "10.0.0.1"
+    _, spec = spec_for(BASE + ["--no-ray-auth"], token=None)
+    assert spec.command[spec.command.index("--dashboard-host") + 1] == "127.0.0.1"
+    assert "RAY_AUTH_MODE" not in spec.env_dict()
+
+
+def test_fingerprint_is_stable_and_sensitive():
+    _, a = spec_for(BASE)
+    _, b = spec_for(BASE)
+    _, c = spec_for(BASE + ["-e", "X=1"])
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+
+
+def test_env_pass_through_and_env_file_precedence():
+    env = parse_env(["A=1", "HF_TOKEN"], ["A=0", "B=2", "# comment"], {"HF_TOKEN": "hf_x"})
+    assert env == {"A": "1", "B": "2", "HF_TOKEN": "hf_x"}
+
+
+@pytest.mark.parametrize("text,expected", [("10.24g", int(10.24 * 2**30)), ("512m", 512 << 20),
+                                           ("1024", 1024), ("1gb", 1 << 30)])
+def test_sizes(text, expected):
+    assert parse_size(text) == expected
+
+
+def test_secret_masking():
+    masked = mask_env({"HF_TOKEN": "hf_abc", "API_KEY": "k", "NCCL_DEBUG": "INFO"})
+    assert masked == {"HF_TOKEN": "***", "API_KEY": "***", "NCCL_DEBUG": "INFO"}
+    assert mask_text("token hf_secret123 leaked", ["hf_secret123"]) == "token *** leaked"
