@@ -36,10 +36,11 @@ def resolve_model(model: str) -> ModelSource:
         raise ModelLoadError(f"{path} has no config.json (found: {found}); pass a directory "
                              f"saved with save_pretrained or a single .gguf file")
     hf_config = json.loads((path / "config.json").read_text())
+    model_config = model_config_from_hf(hf_config)  # unsupported architectures fail first
     if not list(path.glob("*.safetensors")):
         raise ModelLoadError(f"{path} has config.json but no *.safetensors weights; save the "
                              f"model with save_pretrained(safe_serialization=True)")
-    return ModelSource(path, None, hf_config, model_config_from_hf(hf_config))
+    return ModelSource(path, None, hf_config, model_config)
 
 
 def _gguf(directory: Path, name: str) -> ModelSource:

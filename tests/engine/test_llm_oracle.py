@@ -34,8 +34,9 @@ def test_greedy_tokens_equal_hf(checkpoint):
 
 def test_preemption_keeps_tokens_and_frees_blocks(checkpoint):
     _, path = checkpoint
-    prompts = make_prompts(path, lengths=(30, 31, 29, 33, 28, 35))
-    # 12 blocks of 4 tokens cannot hold six ~45-token sequences at once: preemption must happen.
+    prompts = make_prompts(path, lengths=(9, 10, 11, 8, 10, 9))
+    # 12 blocks of 4 tokens: four prompts are admitted, then cannot all grow by 12 tokens, so
+    # the latest admitted are preempted and recomputed.
     llm = LLM(str(path), dtype="float32", block_size=4, max_model_len=48,
               max_num_batched_tokens=64, num_gpu_blocks_override=12)
     outs = llm.generate(prompts, _greedy(), use_tqdm=False)
