@@ -51,6 +51,8 @@ class RunClusterArgs:
     object_store_memory: str | None = None
     ready_timeout: str = "120"
     cluster_name: str = "onenode"
+    # Simulated clusters only (not a run_cluster flag): publish the API port on host loopback.
+    api_port: int | None = None
 
 
 USAGE = ("usage: run_cluster IMAGE HEAD_IP --head|--worker HF_HOME [docker options: "

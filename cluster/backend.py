@@ -71,6 +71,8 @@ def _run_kwargs(spec: ContainerSpec) -> dict:
                                                capabilities=[["gpu"]])]
     if spec.network == "host":
         kw["network_mode"] = "host"
+    elif spec.ports:
+        kw["ports"] = {f"{cport}/tcp": (hip, hport) for cport, hip, hport in spec.ports}
     return kw
 
 
@@ -172,3 +174,8 @@ def get_network(c, name: str):
 def network_subnet(net) -> str | None:
     configs = (net.attrs.get("IPAM") or {}).get("Config") or []
     return configs[0].get("Subnet") if configs else None
+
+
+def logs_of_file(c, name: str, path: str) -> str:
+    code, out = exec_in(c, name, ["tail", "-n", "50", path])
+    return out if code == 0 else ""

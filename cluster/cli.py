@@ -36,6 +36,7 @@ def up(
                                                                          "node")] = None,
     no_ray_auth: Annotated[bool, typer.Option(help="turn Ray token auth off (unsafe)")] = False,
     replace: Annotated[bool, typer.Option(help="recreate nodes whose spec differs")] = False,
+    api_port: Annotated[int, typer.Option(help="host loopback port for `cluster serve`")] = 8000,
 ):
     """Start head + workers as containers on a project-made bridge network."""
     from cluster.local import up as do_up
@@ -46,7 +47,7 @@ def up(
         step("[yellow]warning[/]: Ray token auth is off; anything that reaches the nodes can "
              "use the cluster")
     info = do_up(nodes, name, image, subnet, cpus_per_node, object_store_memory, hf_home,
-                 _env(env), not no_ray_auth, replace=replace)
+                 _env(env), not no_ray_auth, replace=replace, api_port=api_port)
     render(cluster_status(info.name))
     step(f"inside: docker exec {info.head} ray status   |   stop: onenode cluster down"
          + ("" if name == "onenode" else f" --name {name}"))
@@ -81,3 +82,27 @@ def build(dockerfile: Annotated[Optional[Path], typer.Option(help="default image
     from cluster.image import build_image
 
     typer.echo(build_image(dockerfile))
+
+
+@cluster_app.command("serve", context_settings={"allow_extra_args": True,
+                                                "ignore_unknown_options": True})
+def serve(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="model path as seen inside the containers")],
+    name: Annotated[str, typer.Option()] = "onenode",
+    port: Annotated[int, typer.Option(help="host loopback port published at `cluster up`")] = 8000,
+    detach: Annotated[bool, typer.Option(help="return once the API answers")] = False,
+):
+    """Serve MODEL in the head container across the cluster; extra flags go to `onenode serve`
+    (e.g. --pipeline-parallel-size 3)."""
+    from cluster.serve import cluster_serve
+
+    cluster_serve(model, list(ctx.args), name, port, detach)
+
+
+@cluster_app.command("serve-stop")
+def serve_stop(name: Annotated[str, typer.Option()] = "onenode"):
+    """Stop `onenode serve` in the head container (SIGTERM: workers shut down cleanly)."""
+    from cluster.serve import stop_serving
+
+    stop_serving(name)

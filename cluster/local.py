@@ -27,6 +27,7 @@ class ClusterInfo:
     head_ip: str
     nodes: tuple[tuple[str, str], ...]  # (container name, ip), head first
     token_path: str | None
+    api_port: int | None = None
 
     @property
     def head(self) -> str:
@@ -69,7 +70,8 @@ def node_args(role: str, image: str, head_ip: str, hf_home: Path, ip: str, name:
 def up(nodes: int = 3, name: str = DEFAULT_NAME, image: str = "onenode:latest",
        subnet: str | None = None, cpus_per_node: int = 2, object_store_memory: str = "512m",
        hf_home: Path | None = None, env: dict | None = None, ray_auth: bool = True,
-       token_file: str | None = None, replace: bool = False) -> ClusterInfo:
+       token_file: str | None = None, replace: bool = False,
+       api_port: int | None = 8000) -> ClusterInfo:
     if nodes < 1:
         raise ClusterError("--nodes must be >= 1")
     c = backend.client()
@@ -86,13 +88,15 @@ def up(nodes: int = 3, name: str = DEFAULT_NAME, image: str = "onenode:latest",
     common = dict(image=image, head_ip=ips[0], hf_home=hf_home, name=name, env=env or {},
                   cpus=cpus_per_node, object_store=object_store_memory, ray_auth=ray_auth,
                   replace=replace)
-    start_node(node_args("head", ip=ips[0], token=token_file, **common))
+    head_args = node_args("head", ip=ips[0], token=token_file, **common)
+    head_args.api_port = api_port  # `onenode cluster serve` answers on 127.0.0.1:api_port
+    start_node(head_args)
     token = str(ensure_token(token_file)) if ray_auth else None
     workers = [node_args("worker", ip=ip, token=token, **common) for ip in ips[1:]]
     with ThreadPoolExecutor(max_workers=max(1, len(workers))) as pool:
         list(pool.map(start_node, workers))
     names = [f"{name}-head"] + [f"{name}-worker-{ip}" for ip in ips[1:]]
-    return ClusterInfo(name, net_name, subnet, ips[0], tuple(zip(names, ips)), token)
+    return ClusterInfo(name, net_name, subnet, ips[0], tuple(zip(names, ips)), token, api_port)
 
 
 def down(name: str = DEFAULT_NAME) -> int:

@@ -24,7 +24,8 @@ def resolve_spec(args: RunClusterArgs, caller_env: dict[str, str]) -> ContainerS
     token = None
     if not args.no_ray_auth:
         token = str(ensure_token(args.ray_token_file, create=args.role == "head"))
-    return build_spec(args, env, node_ip, token, detect_gpus())
+    ports = ((8000, "127.0.0.1", args.api_port),) if args.api_port else ()
+    return build_spec(args, env, node_ip, token, detect_gpus(), ports)
 
 
 def detect_gpus() -> str | None:

@@ -36,6 +36,7 @@ class ContainerSpec:
     network: str = "host"
     ip: str | None = None
     ulimits: tuple[tuple[str, int, int], ...] = ()
+    ports: tuple[tuple[int, str, int], ...] = ()  # (container port, host ip, host port)
     labels: tuple[tuple[str, str], ...] = field(default=())
 
     def env_dict(self) -> dict[str, str]:
@@ -85,11 +86,17 @@ def ray_command(args: RunClusterArgs, node_ip: str | None) -> tuple[str, ...]:
     return tuple(cmd + ["--disable-usage-stats", "--block"])
 
 
+# Ray's defaults notice a dead node after ~30 s; an engine should fail faster than that.
+HEAD_HEALTH_ENV = {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "1000",
+                   "RAY_health_check_failure_threshold": "3"}
+
+
 def build_spec(args: RunClusterArgs, env: dict[str, str], node_ip: str | None,
-               token_file: str | None, gpus: str | None) -> ContainerSpec:
+               token_file: str | None, gpus: str | None,
+               ports: tuple[tuple[int, str, int], ...] = ()) -> ContainerSpec:
     """`env` is the fully resolved -e/--env-file set; `token_file` the host path of the Ray token
     (None with --no-ray-auth)."""
-    env = dict(env)
+    env = ({**HEAD_HEALTH_ENV, **env} if args.role == "head" else dict(env))
     mounts = [Mount(args.hf_home, CONTAINER_HF_HOME)] + [_volume(v) for v in args.volumes]
     if token_file:
         # The token travels as a read-only file, never in env or argv (docker inspect shows both).
@@ -101,7 +108,7 @@ def build_spec(args: RunClusterArgs, env: dict[str, str], node_ip: str | None,
         env=tuple(sorted(env.items())), mounts=tuple(mounts), cap_add=tuple(args.cap_add),
         privileged=args.privileged, shm_size=parse_size(args.shm_size), gpus=args.gpus or gpus,
         devices=tuple(args.devices), network=args.network, ip=args.ip,
-        ulimits=tuple(_ulimit(u) for u in args.ulimits), labels=labels)
+        ulimits=tuple(_ulimit(u) for u in args.ulimits), ports=ports, labels=labels)
     return ContainerSpec(**{**asdict_shallow(spec),
                             "labels": labels + ((LABEL_HASH, spec.fingerprint()),)})
 

@@ -60,4 +60,7 @@ def render(rows: list[dict]) -> None:
         alive = "[green]yes[/]" if r["alive"] else f"[red]no[/] ({r['container']})"
         table.add_row(r["name"], r["ip"] or "-", r["role"] or "-", alive, f"{r['cpus']:g}",
                       f"{r['gpus']:g}", r["ray_version"] or "-")
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=120)  # logs and CI: do not squeeze the table to 80 columns
+    console.print(table)
