@@ -57,11 +57,15 @@ def cluster_serve(model: str, serve_args: list[str], name: str = "onenode", port
     rows = wait_for_devices(name, parallel_sizes(serve_args), 60)
     check_model_everywhere(c, rows, model)
     head = next(r["name"] for r in rows if r["role"] == "head")
+    url = f"http://127.0.0.1:{port}"
+    if _alive(c, head):
+        step(f"`onenode serve` already runs in {head}; stop it with `onenode cluster serve-stop`")
+        _wait_healthy(c, head, url, timeout)
+        return url
     backend.exec_in(c, head, ["rm", "-f", LOG])
     cmd = ["python", "-m", "cluster.detached", LOG, "onenode", "serve", model,
            "--host", "0.0.0.0", "--port", "8000", *serve_args]
     backend.get(c, head).exec_run(cmd, detach=True)
-    url = f"http://127.0.0.1:{port}"
     step(f"starting `onenode serve {model}` in {head}; logs: docker exec {head} cat {LOG}")
     stop = threading.Event()
     threading.Thread(target=_stream_log, args=(c, head, stop), daemon=True).start()
