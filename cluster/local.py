@@ -71,7 +71,7 @@ def up(nodes: int = 3, name: str = DEFAULT_NAME, image: str = "onenode:latest",
        subnet: str | None = None, cpus_per_node: int = 2, object_store_memory: str = "512m",
        hf_home: Path | None = None, env: dict | None = None, ray_auth: bool = True,
        token_file: str | None = None, replace: bool = False,
-       api_port: int | None = 8000) -> ClusterInfo:
+       api_port: int | None = None) -> ClusterInfo:
     if nodes < 1:
         raise ClusterError("--nodes must be >= 1")
     c = backend.client()

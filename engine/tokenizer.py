@@ -4,12 +4,13 @@ template application."""
 from engine.errors import ModelLoadError
 
 
-def load_tokenizer(source):
+def load_tokenizer(source, override: str | None = None):
+    """`override` is a tokenizer directory (vLLM's --tokenizer); default: the model's own."""
     from transformers import AutoTokenizer
 
-    kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
+    kwargs = {"gguf_file": source.gguf_file} if source.gguf_file and not override else {}
     try:
-        return AutoTokenizer.from_pretrained(str(source.path), **kwargs)
+        return AutoTokenizer.from_pretrained(override or str(source.path), **kwargs)
     except Exception as exc:  # noqa: BLE001 - one line for the user
         raise ModelLoadError(f"cannot load the tokenizer from {source.path}: "
                              f"{str(exc).splitlines()[0][:200]}; the model directory needs "

@@ -27,7 +27,7 @@ class LLMEngine:
         self.config = config
         self.model_config = setup.model_config
         self.max_model_len = setup.max_model_len
-        self.tokenizer = load_tokenizer(setup.source)
+        self.tokenizer = load_tokenizer(setup.source, config.tokenizer)
         self.executor = setup.start_executor()
         try:
             self.num_blocks = setup.size_kv_cache(self.executor)
