@@ -56,6 +56,17 @@ def latency(
     _print(res, paths)
 
 
+@bench_app.command("cluster")
+def cluster(nodes: Annotated[int, typer.Option()] = 3,
+            repeats: Annotated[int, typer.Option()] = 3):
+    """Seconds from `cluster up --nodes N` to every node registered (image already built)."""
+    import json
+
+    from engine.bench.cluster_up import cluster_up_bench
+
+    typer.echo(json.dumps(cluster_up_bench(nodes, repeats), indent=2))
+
+
 @model_app.command("fetch-demo")
 def fetch_demo_cmd(
     hf_home: Annotated[Optional[Path], typer.Option(help="default ~/.cache/onenode/hf")] = None,
