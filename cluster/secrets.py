@@ -1,10 +1,7 @@
 """Secret masking: no onenode output shows the value of a variable that looks like a secret."""
 
-MARKERS = ("TOKEN", "KEY", "SECRET", "PASSWORD")
-
-
-def is_secret(name: str) -> bool:
-    return any(m in name.upper() for m in MARKERS)
+# One definition of "looks like a secret" for the whole product (the engine forwards env by it).
+from engine.executor.ray_env import SECRET_MARKERS as MARKERS, is_secret  # noqa: F401
 
 
 def mask_value(name: str, value: str | None) -> str | None:
