@@ -12,14 +12,15 @@ from engine.errors import ConfigError
 DOCKER_OPTIONS = ("-e/--env", "--env-file", "-v/--volume", "--cap-add", "--privileged",
                   "--shm-size", "--gpus", "--device", "--network", "--ip", "--name", "--ulimit")
 OWN_FLAGS = ("--detach", "--replace", "--ray-token-file", "--no-ray-auth", "--num-cpus",
-             "--object-store-memory", "--ready-timeout", "--cluster-name")
+             "--object-store-memory", "--ready-timeout", "--cluster-name", "--serve",
+             "--serve-args")
 _VALUED = {"-e": "env", "--env": "env", "--env-file": "env_files", "-v": "volumes",
            "--volume": "volumes", "--cap-add": "cap_add", "--shm-size": "shm_size",
            "--gpus": "gpus", "--device": "devices", "--network": "network", "--net": "network",
            "--ip": "ip", "--name": "name", "--ulimit": "ulimits",
            "--ray-token-file": "ray_token_file", "--num-cpus": "num_cpus",
            "--object-store-memory": "object_store_memory", "--ready-timeout": "ready_timeout",
-           "--cluster-name": "cluster_name"}
+           "--cluster-name": "cluster_name", "--serve": "serve", "--serve-args": "serve_args"}
 _LISTS = {"env", "env_files", "volumes", "cap_add", "devices", "ulimits"}
 _BOOLS = {"--privileged": "privileged", "--detach": "detach", "-d": "detach",
           "--replace": "replace", "--no-ray-auth": "no_ray_auth"}
@@ -51,6 +52,8 @@ class RunClusterArgs:
     object_store_memory: str | None = None
     ready_timeout: str = "120"
     cluster_name: str = "onenode"
+    serve: str | None = None  # head only: also start `onenode serve MODEL` once the node is up
+    serve_args: str = ""  # extra `onenode serve` flags, e.g. "--pipeline-parallel-size 2"
     # Simulated clusters only (not a run_cluster flag): publish the API port on host loopback.
     api_port: int | None = None
 
@@ -82,6 +85,8 @@ def parse_run_cluster(argv: list[str]) -> RunClusterArgs:
             getattr(args, attr).append(value)
         else:
             setattr(args, attr, value)
+    if args.serve and args.role != "head":
+        raise ConfigError("--serve starts the API server on the head; pass it with --head")
     return args
 
 

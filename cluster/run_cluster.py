@@ -19,11 +19,28 @@ def run(argv: list[str]) -> int:
     args = parse_run_cluster(argv)
     container, _ = start_node(args)
     name = container.name
+    if args.serve:
+        _start_serving(container, args)
     if args.detach:
         step(f"{name} is ready ({args.role}); stop it with `docker rm -f {name}`")
         return 0
     step(f"{name} is ready; following its logs (Ctrl-C stops and removes it)")
     return _follow(name)
+
+
+def _start_serving(container, args) -> None:
+    """`--serve MODEL`: the head also runs `onenode serve` (log: /tmp/onenode-serve.log); the
+    engine waits for the devices it needs through Ray, like `onenode cluster serve`."""
+    import shlex
+
+    from cluster.serve import LOG
+
+    cmd = ["python", "-m", "cluster.detached", LOG, "onenode", "serve", args.serve,
+           "--host", "0.0.0.0", "--port", "8000", *shlex.split(args.serve_args)]
+    # Workers usually join after the head: let the engine wait for them for up to 10 minutes.
+    container.exec_run(cmd, detach=True, environment={"ONENODE_RAY_WAIT_S": "600"})
+    step(f"started `onenode serve {args.serve}` in {container.name} on port 8000; "
+         f"log: docker exec {container.name} tail -f {LOG}")
 
 
 def _follow(name: str) -> int:

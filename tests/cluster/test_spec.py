@@ -100,3 +100,10 @@ def test_secret_masking():
     masked = mask_env({"HF_TOKEN": "hf_abc", "API_KEY": "k", "NCCL_DEBUG": "INFO"})
     assert masked == {"HF_TOKEN": "***", "API_KEY": "***", "NCCL_DEBUG": "INFO"}
     assert mask_text("token hf_secret123 leaked", ["hf_secret123"]) == "token *** leaked"
+
+
+def test_serve_flag_is_head_only():
+    args = parse_run_cluster(BASE + ["--serve", "/m", "--serve-args", "-pp 2 --port 1"])
+    assert args.serve == "/m" and args.serve_args == "-pp 2 --port 1"
+    with pytest.raises(ConfigError, match="--head"):
+        parse_run_cluster(["img", "10.0.0.1", "--worker", "/hf", "--serve", "/m"])
