@@ -12,7 +12,7 @@ from collections import deque
 from engine.core.block_manager import BlockManager
 from engine.core.scheduler_output import ModelRunnerOutput, ScheduledSeq, SchedulerOutput
 from engine.core.sequence import Sequence, SeqStatus
-from engine.errors import ConfigError
+from engine.errors import ConfigError, ResourceError
 
 
 class Scheduler:
@@ -60,6 +60,9 @@ class Scheduler:
         budget = self._schedule_running(chosen, budget, cap)
         self._admit_waiting(chosen, budget, cap)
         self._step += 1
+        if not chosen:
+            # Keep finished ids for the next step that actually reaches the workers.
+            return SchedulerOutput([], self._step)
         out = SchedulerOutput([self._to_scheduled(seq, n) for seq, n in chosen], self._step,
                               self._finished_ids)
         self._finished_ids = []
@@ -88,7 +91,8 @@ class Scheduler:
                        if not s.in_flight and s.seq_id not in scheduled]
             if not victims:
                 return False
-            victim = victims[-1]
+            # The latest arrival loses (ties: the latest admitted), so older requests finish.
+            victim = max(reversed(victims), key=lambda s: s.arrival)
             self._preempt(victim)
             if victim is seq:
                 return False
@@ -107,6 +111,7 @@ class Scheduler:
                and len(self.running) < self.max_num_seqs):
             seq = self.waiting[0]
             if not self.bm.can_allocate(seq):
+                self._check_fits(seq)
                 break
             self.waiting.popleft()
             self.bm.allocate(seq)
@@ -115,6 +120,16 @@ class Scheduler:
             n = min(seq.num_uncomputed, budget)
             chosen.append((seq, n))
             budget -= n
+
+    def _check_fits(self, seq: Sequence) -> None:
+        """A sequence that cannot be admitted into an otherwise empty cache never will be; fail
+        instead of looping forever."""
+        if self.running or self.bm.num_free_blocks < self.bm.num_blocks:
+            return
+        need = -(-seq.num_tokens // self.bm.block_size)
+        raise ResourceError(
+            f"a sequence of {seq.num_tokens} tokens needs {need} KV blocks but the cache has "
+            f"{self.bm.num_blocks}; give the KV cache more memory or lower max_model_len")
 
     def _to_scheduled(self, seq: Sequence, n: int) -> ScheduledSeq:
         start = seq.num_computed_tokens

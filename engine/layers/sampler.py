@@ -11,8 +11,9 @@ from engine.core.scheduler_output import SampledToken, ScheduledSeq
 
 
 def sample(logits: torch.Tensor, seqs: list[ScheduledSeq]) -> list[SampledToken]:
-    logits = logits.float().cpu()
-    logits = _apply_repetition_penalty(logits, seqs)
+    raw = logits.float().cpu()
+    # Logprobs describe the model's distribution (vLLM's default), before penalties and filters.
+    logits = _apply_repetition_penalty(raw, seqs)
     greedy = [s.params.greedy for s in seqs]
     tokens = torch.empty(len(seqs), dtype=torch.long)
     if any(greedy):
@@ -22,7 +23,7 @@ def sample(logits: torch.Tensor, seqs: list[ScheduledSeq]) -> list[SampledToken]
         if not greedy[i]:
             tokens[i] = _sample_row(logits[i], s)
     want_logprobs = any(s.params.logprobs is not None for s in seqs)
-    logprobs = torch.log_softmax(logits, dim=-1) if want_logprobs else None
+    logprobs = torch.log_softmax(raw, dim=-1) if want_logprobs else None
     return [_result(tokens[i].item(), logprobs[i] if logprobs is not None else None, s)
             for i, s in enumerate(seqs)]
 
@@ -51,15 +52,16 @@ def filter_logits(row: torch.Tensor, temperature: float, top_k: int, top_p: floa
     if top_k > 0 and top_k < row.numel():
         kth = torch.topk(row, top_k).values[-1]
         row = row.masked_fill(row < kth, float("-inf"))
+    if top_p < 1.0:
+        # Keep the smallest head of the sorted distribution whose mass reaches top_p.
+        sorted_vals, order = torch.sort(row, descending=True)
+        probs = torch.softmax(sorted_vals, dim=-1)
+        drop = probs.cumsum(-1) - probs >= top_p
+        row = row.clone()
+        row[order[drop]] = float("-inf")
     if min_p > 0:
         probs = torch.softmax(row, dim=-1)
         row = row.masked_fill(probs < min_p * probs.max(), float("-inf"))
-    if top_p < 1.0:
-        sorted_vals, order = torch.sort(row, descending=True)
-        cum = torch.softmax(sorted_vals, dim=-1).cumsum(-1)
-        drop = cum - torch.softmax(sorted_vals, dim=-1) > top_p  # keep the token crossing top_p
-        row = row.clone()
-        row[order[drop]] = float("-inf")
     return row
 
 
