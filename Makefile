@@ -5,6 +5,7 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.onenode-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
+VARIANT ?= cpu
 
 .PHONY: venv docker image test test-fast demo down clean
 
@@ -22,11 +23,12 @@ docker:
 	@scripts/ensure_docker.sh
 
 image: venv docker
-	$(VENV)/bin/onenode image build
+	$(VENV)/bin/onenode image build --variant $(VARIANT)
 
 # Full suite, Docker e2e included. pytest's exit code 5 (no tests collected) is not a failure.
+# ONENODE_REQUIRE_DOCKER=1: here a missing engine is a failure, not a skip.
 test: image
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
+	ONENODE_REQUIRE_DOCKER=1 $(VENV)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
 
 # Unit tests only (no Docker): seconds to a couple of minutes.
 test-fast: venv

@@ -5,6 +5,8 @@ Docker options are mapped one by one; anything else is a one-line error listing 
 never passed through as a shell string.
 """
 
+import ipaddress
+import re
 from dataclasses import dataclass, field
 
 from engine.errors import ConfigError
@@ -21,6 +23,8 @@ _VALUED = {"-e": "env", "--env": "env", "--env-file": "env_files", "-v": "volume
            "--ray-token-file": "ray_token_file", "--num-cpus": "num_cpus",
            "--object-store-memory": "object_store_memory", "--ready-timeout": "ready_timeout",
            "--cluster-name": "cluster_name", "--serve": "serve", "--serve-args": "serve_args"}
+_HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]"
+                       r"{0,62}[A-Za-z0-9])?)*")
 _LISTS = {"env", "env_files", "volumes", "cap_add", "devices", "ulimits"}
 _BOOLS = {"--privileged": "privileged", "--detach": "detach", "-d": "detach",
           "--replace": "replace", "--no-ray-auth": "no_ray_auth"}
@@ -87,7 +91,32 @@ def parse_run_cluster(argv: list[str]) -> RunClusterArgs:
             setattr(args, attr, value)
     if args.serve and args.role != "head":
         raise ConfigError("--serve starts the API server on the head; pass it with --head")
+    _validate(args)
     return args
+
+
+def _validate(args: RunClusterArgs) -> None:
+    name_ok = _HOSTNAME.fullmatch(args.head_ip) and not args.head_ip.replace(".", "").isdigit()
+    if not is_ip(args.head_ip) and not name_ok:
+        raise ConfigError(f"HEAD_IP {args.head_ip!r} is not an IP address or host name; pass the "
+                          f"head's address on the cluster network, e.g. 10.0.0.1")
+    if args.ip is not None and not is_ip(args.ip):
+        raise ConfigError(f"--ip {args.ip!r} is not an IP address; pass e.g. 172.30.1.11")
+    for flag, value, kind in (("--ready-timeout", args.ready_timeout, float),
+                              ("--num-cpus", args.num_cpus, int)):
+        try:
+            if value is not None and kind(value) < 0:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(f"{flag} {value!r} must be a non-negative number") from None
+
+
+def is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
 
 
 def _split(opt: str) -> tuple[str, str | None]:

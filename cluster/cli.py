@@ -76,12 +76,13 @@ def status(name: Annotated[str, typer.Option()] = "onenode",
 
 
 @image_app.command("build")
-def build(dockerfile: Annotated[Optional[Path], typer.Option(help="default images/Dockerfile")]
-          = None):
+def build(variant: Annotated[str, typer.Option(help="cpu (images/Dockerfile) or cuda "
+                                                    "(images/Dockerfile.cuda)")] = "cpu",
+          latest: Annotated[bool, typer.Option(help="also tag onenode:latest")] = True):
     """Build onenode:<content hash> (+ onenode:latest) offline; a no-op when already built."""
     from cluster.image import build_image
 
-    typer.echo(build_image(dockerfile))
+    typer.echo(build_image(variant, tag_latest=latest))
 
 
 @cluster_app.command("serve", context_settings={"allow_extra_args": True,

@@ -11,6 +11,8 @@ from cluster.progress import step
 from cluster.spec import GCS_PORT, LABEL_HASH, ContainerSpec, build_spec, parse_env
 from engine.errors import ClusterError, ConfigError
 
+HEAD_WAIT_S = 60.0
+
 
 def resolve_spec(args: RunClusterArgs, caller_env: dict[str, str]) -> ContainerSpec:
     """All I/O needed by the pure spec builder: env files, token file, GPUs, node IP."""
@@ -57,6 +59,14 @@ def preflight(c, args: RunClusterArgs, spec: ContainerSpec) -> None:
     if args.role == "head" and not _port_free(GCS_PORT):
         raise ClusterError(f"port {GCS_PORT} is already in use on this host; stop the other Ray "
                            f"head (`ray stop` / `docker rm -f onenode-head`) first")
+    # With host networking the container sees the network as this host does, so the head's GCS
+    # must answer from here; bounded, because the head may still be starting.
+    wait_s = min(float(args.ready_timeout), HEAD_WAIT_S)
+    if args.role == "worker" and not ready.wait_reachable(args.head_ip, GCS_PORT, wait_s):
+        raise ClusterError(f"HEAD_IP {args.head_ip}:{GCS_PORT} did not answer from this host "
+                           f"within {wait_s:.0f}s; start the head first (run_cluster IMAGE "
+                           f"{args.head_ip} --head ...), check the IP and that TCP {GCS_PORT} is "
+                           f"open between the hosts")
 
 
 def _is_local_address(ip: str) -> bool:
@@ -96,7 +106,7 @@ def start_node(args: RunClusterArgs, caller_env: dict | None = None):
     container = backend.start(c, spec)
     try:
         ready.wait_ready(c, spec.name, args.role, float(args.ready_timeout))
-    except ClusterError:
+    except (ClusterError, KeyboardInterrupt):  # a node that never became ready is not left over
         backend.remove(c, spec.name)
         raise
     return container, True

@@ -5,6 +5,7 @@ registered at the head). A wrong or missing token shows as Unauthenticated/Inval
 Ray would retry forever, so it is turned into a one-line error here.
 """
 
+import socket
 import time
 
 from cluster import backend
@@ -25,7 +26,7 @@ def wait_ready(c, name: str, role: str, timeout: float = 120.0) -> None:
         if any(m in text for m in AUTH_MARKS):
             raise ClusterError(f"{name} was refused by the head: the Ray token does not match "
                                f"(InvalidAuthToken); copy the head's token file to this host and "
-                               f"pass it with --ray-token-file")
+                               f"pass it with --ray-token-file (auth stays on: no --no-ray-auth)")
         if READY_MARK in text:
             return
         if container.status in ("exited", "dead"):
@@ -37,3 +38,16 @@ def wait_ready(c, name: str, role: str, timeout: float = 120.0) -> None:
                                f"is reachable from this host on port 6379 and see "
                                f"`docker logs {name}`")
         time.sleep(0.5)
+
+
+def wait_reachable(host: str, port: int, timeout: float) -> bool:
+    """True once a TCP connection to host:port succeeds (a worker's view of the head's GCS)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=2):
+                return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(1)

@@ -17,15 +17,29 @@ from engine.errors import OnenodeError
 
 def run(argv: list[str]) -> int:
     args = parse_run_cluster(argv)
-    container, _ = start_node(args)
+    if args.no_ray_auth:
+        step("[yellow]warning[/]: --no-ray-auth: Ray token auth is off; anything that reaches "
+             "this node can use the cluster")
+    # SIGTERM behaves like Ctrl-C: a node still starting is removed (start_node), a running
+    # foreground node is stopped and removed (_follow).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        container, _ = start_node(args)
+    except KeyboardInterrupt:
+        step("interrupted while starting; the node was removed")
+        return 130
     name = container.name
-    if args.serve:
-        _start_serving(container, args)
-    if args.detach:
-        step(f"{name} is ready ({args.role}); stop it with `docker rm -f {name}`")
-        return 0
-    step(f"{name} is ready; following its logs (Ctrl-C stops and removes it)")
-    return _follow(name)
+    try:
+        if args.serve:
+            _start_serving(container, args)
+        if args.detach:
+            step(f"{name} is ready ({args.role}); stop it with `docker rm -f {name}`")
+            return 0
+        return _follow(name)
+    except KeyboardInterrupt:  # before _follow took over: the foreground node still goes
+        if not args.detach:
+            backend.remove(backend.client(), name)
+        return 130
 
 
 def _start_serving(container, args) -> None:
@@ -45,24 +59,22 @@ def _start_serving(container, args) -> None:
 
 def _follow(name: str) -> int:
     c = backend.client()
-
-    def stop(signum, _frame):
-        step(f"signal {signum}: stopping and removing {name}")
+    try:
+        container = backend.get(c, name)
+        env = dict(e.split("=", 1) for e in container.attrs["Config"].get("Env") or [] if "=" in e)
+        secrets = [v for k, v in env.items() if is_secret(k)]
+        step(f"{name} is ready; following its logs (Ctrl-C stops and removes it)")
+        for chunk in container.logs(stream=True, follow=True):
+            sys.stdout.write(mask_text(chunk.decode(errors="replace"), secrets))
+            sys.stdout.flush()
+        container.reload()
+        code = int(container.attrs["State"].get("ExitCode", 1))
+    except KeyboardInterrupt:
+        step(f"stopping and removing {name}")
+        code = 0
+    finally:
         backend.remove(c, name)
-        sys.exit(0)
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    container = backend.get(c, name)
-    env = dict(e.split("=", 1) for e in container.attrs["Config"].get("Env") or [] if "=" in e)
-    secrets = [v for k, v in env.items() if is_secret(k)]
-    for chunk in container.logs(stream=True, follow=True):
-        sys.stdout.write(mask_text(chunk.decode(errors="replace"), secrets))
-        sys.stdout.flush()
-    container.reload()
-    code = container.attrs["State"].get("ExitCode", 1)
-    backend.remove(c, name)
-    return int(code)
+    return code
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
-from cluster.args import RunClusterArgs
+from cluster.args import RunClusterArgs, is_ip
 from engine.errors import ConfigError
 
 CONTAINER_HF_HOME = "/root/.cache/huggingface"
@@ -96,6 +96,9 @@ def build_spec(args: RunClusterArgs, env: dict[str, str], node_ip: str | None,
                ports: tuple[tuple[int, str, int], ...] = ()) -> ContainerSpec:
     """`env` is the fully resolved -e/--env-file set; `token_file` the host path of the Ray token
     (None with --no-ray-auth)."""
+    if env.get("VLLM_HOST_IP") is not None and not is_ip(env["VLLM_HOST_IP"]):
+        raise ConfigError(f"VLLM_HOST_IP={env['VLLM_HOST_IP']!r} is not an IP address; pass this "
+                          f"host's IP on the cluster network, e.g. -e VLLM_HOST_IP=10.0.0.2")
     env = ({**HEAD_HEALTH_ENV, **env} if args.role == "head" else dict(env))
     mounts = [Mount(args.hf_home, CONTAINER_HF_HOME)] + [_volume(v) for v in args.volumes]
     if token_file:

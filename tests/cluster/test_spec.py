@@ -107,3 +107,49 @@ def test_serve_flag_is_head_only():
     assert args.serve == "/m" and args.serve_args == "-pp 2 --port 1"
     with pytest.raises(ConfigError, match="--head"):
         parse_run_cluster(["img", "10.0.0.1", "--worker", "/hf", "--serve", "/m"])
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["img", "10.0.0.300", "--worker", "/hf"], "HEAD_IP"),
+    (["img", "head;rm -rf /", "--worker", "/hf"], "HEAD_IP"),
+    (BASE + ["--ip", "10.0.0"], "--ip"),
+    (BASE + ["--ready-timeout", "soon"], "--ready-timeout"),
+    (BASE + ["--num-cpus", "-1"], "--num-cpus"),
+])
+def test_addresses_and_numbers_are_validated(argv, match):
+    with pytest.raises(ConfigError, match=match):
+        parse_run_cluster(argv)
+
+
+def test_head_may_be_a_host_name_and_ipv6_is_an_ip():
+    assert parse_run_cluster(["img", "head-1.example.com", "--worker", "/hf"]).head_ip == \
+        "head-1.example.com"
+    assert parse_run_cluster(BASE + ["--ip", "fd00::2"]).ip == "fd00::2"
+
+
+def test_vllm_host_ip_must_be_an_ip():
+    with pytest.raises(ConfigError, match="VLLM_HOST_IP"):
+        spec_for(["img", "10.0.0.1", "--worker", "/hf", "-e", "VLLM_HOST_IP=eth0"])
+
+
+def test_valued_options_accept_equals_form_and_need_a_value():
+    args = parse_run_cluster(BASE + ["--shm-size=2g", "--name=n1", "--network=net"])
+    assert (args.shm_size, args.name, args.network) == ("2g", "n1", "net")
+    with pytest.raises(ConfigError, match="--cap-add needs a value"):
+        parse_run_cluster(BASE + ["--cap-add"])
+
+
+def test_gpus_default_comes_from_detection_and_flag_wins():
+    _, spec = spec_for(BASE, gpus="all")
+    assert spec.gpus == "all"
+    _, spec = spec_for(BASE + ["--gpus", "device=0,1"], gpus="all")
+    assert spec.gpus == "device=0,1"
+    _, spec = spec_for(BASE, gpus=None)
+    assert spec.gpus is None
+
+
+def test_head_gets_fast_failure_detection_workers_do_not():
+    _, head = spec_for(BASE)
+    _, worker = spec_for(["img", "10.0.0.1", "--worker", "/hf"])
+    assert head.env_dict()["RAY_health_check_period_ms"] == "1000"
+    assert "RAY_health_check_period_ms" not in worker.env_dict()
