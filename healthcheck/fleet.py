@@ -3,6 +3,7 @@ bounded waits, and clean up. Every wait has a deadline; a node that does not ans
 never waited for forever."""
 
 import ipaddress
+import socket
 from dataclasses import dataclass, field
 
 from engine.errors import ClusterError
@@ -27,13 +28,37 @@ def connect(address: str):
 
     if not ray.is_initialized():
         try:
+            _gcs_answers(address)
             ray.init(address=address, log_to_driver=False, logging_level="ERROR")
-        except (ConnectionError, RuntimeError, ValueError) as exc:
+        except (ConnectionError, RuntimeError, ValueError, OSError) as exc:
             raise ClusterError(
-                f"cannot join the Ray cluster at {address!r} ({str(exc).splitlines()[0][:120]});"
+                f"cannot join the Ray cluster at {address!r} ({_first_sentence(exc)});"
                 f" run inside a cluster container (`docker exec onenode-head onenode "
                 f"healthcheck`) or use `onenode cluster healthcheck` from the host") from None
     return ray
+
+
+def _first_sentence(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text.split(". ")[0][:160]
+
+
+def _gcs_answers(address: str, timeout_s: float = 5.0) -> None:
+    """ray.init retries an unreachable GCS forever; a TCP connect with a deadline first turns
+    that hang into an error."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+    except ImportError:  # private API moved: let ray.init decide
+        return
+    target = canonicalize_bootstrap_address(address)
+    if target is None:
+        raise ConnectionError("no running Ray instance found")
+    host, _, port = target.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConnectionError(f"nothing answers at {target} within {timeout_s:.0f}s: "
+                              f"{exc.strerror or exc}") from None
 
 
 def cluster_nodes(ray) -> tuple[list[dict], list[dict]]:

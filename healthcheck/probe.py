@@ -16,9 +16,8 @@ NCCL_KEEP = (" via ", "Using network", " nranks ", "NCCL WARN")
 
 class Probe:
     def __init__(self, threads: int = 1):
-        import torch
-
-        torch.set_num_threads(threads)  # probes share the node's cores with everything else
+        # torch is imported only by run(): the inventory must answer fast on a busy node.
+        self.threads = threads
 
     def node(self) -> dict:
         import ray
@@ -39,8 +38,11 @@ class Probe:
 
     def run(self, backend: str, rank: int, world: int, addr: str, port: int, sizes: list[int],
             p2p_size: int, timeout_s: float, pairs: list | None = None) -> dict:
+        import torch
+
         from healthcheck.collectives import run_rank
 
+        torch.set_num_threads(self.threads)  # probes share the node's cores with everything else
         device = "cpu"
         self._gloo_interface()
         if backend == "nccl":

@@ -57,7 +57,7 @@ def test_unresponsive_node_is_reported_not_waited_for(local_ray, extra_node):
     os.kill(raylet.process.pid, signal.SIGSTOP)
     start = time.monotonic()
     report = run_healthcheck(HealthcheckOptions(address=local_ray.address, sizes=(MiB,),
-                                                p2p_size=MiB, timeout_s=5))
+                                                p2p_size=MiB, timeout_s=10))
     elapsed = time.monotonic() - start
     assert elapsed < 60
     stuck = [v for v in report.verdicts if v.check == "reachable" and v.level == FAIL]
