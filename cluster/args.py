@@ -9,7 +9,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
-from engine.errors import ConfigError
+from onenode.errors import ConfigError
 
 DOCKER_OPTIONS = ("-e/--env", "--env-file", "-v/--volume", "--cap-add", "--privileged",
                   "--shm-size", "--gpus", "--device", "--network", "--ip", "--name", "--ulimit")

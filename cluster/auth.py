@@ -7,10 +7,10 @@ import os
 import secrets
 from pathlib import Path
 
-from engine.errors import ConfigError
+from onenode.errors import ConfigError
+from onenode.paths import onenode_cache
 
-DEFAULT_TOKEN = Path(os.environ.get("ONENODE_CACHE", Path.home() / ".cache" / "onenode")) \
-    / "ray_token"
+DEFAULT_TOKEN = onenode_cache() / "ray_token"
 
 
 def ensure_token(path: str | Path | None = None, create: bool = True) -> Path:
@@ -29,7 +29,3 @@ def ensure_token(path: str | Path | None = None, create: bool = True) -> Path:
     with os.fdopen(fd, "w") as f:
         f.write(secrets.token_hex(32))
     return token.resolve()
-
-
-def read_token(path: Path) -> str:
-    return Path(path).read_text().strip()

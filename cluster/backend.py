@@ -1,11 +1,11 @@
 """The one container seam: every Docker call goes through here (docker-py, structured arguments,
 never a shell string)."""
 
-import json
+from pathlib import Path
 
 from cluster.progress import console
 from cluster.spec import ContainerSpec
-from engine.errors import ClusterError
+from onenode.errors import ClusterError
 
 
 def client():
@@ -114,11 +114,6 @@ def exec_in(c, name: str, cmd: list[str], env: dict | None = None) -> tuple[int,
     return res.exit_code, (res.output or b"").decode(errors="replace")
 
 
-def logs(c, name: str, tail: int = 200) -> str:
-    container = get(c, name)
-    return container.logs(tail=tail).decode(errors="replace") if container else ""
-
-
 def list_cluster(c, cluster: str):
     return c.containers.list(all=True, filters={"label": f"onenode.cluster={cluster}"})
 
@@ -158,10 +153,6 @@ def container_ip(container, network: str) -> str | None:
     return (nets.get(network) or {}).get("IPAddress") or None
 
 
-def inspect_json(container) -> str:
-    return json.dumps(container.attrs)
-
-
 def get_network(c, name: str):
     import docker
 
@@ -179,3 +170,44 @@ def network_subnet(net) -> str | None:
 def logs_of_file(c, name: str, path: str) -> str:
     code, out = exec_in(c, name, ["tail", "-n", "50", path])
     return out if code == 0 else ""
+
+
+def import_rootfs(c, tarball: Path, tag: str) -> None:
+    """`docker import TARBALL TAG`: a filesystem tarball becomes an image (the offline base)."""
+    import docker
+
+    repository, _, version = tag.partition(":")
+    try:
+        c.api.import_image_from_file(str(tarball), repository=repository, tag=version or "latest")
+    except docker.errors.APIError as exc:
+        raise ClusterError(f"docker import of {tarball} failed ({exc.explanation}); check the "
+                           f"disk space of the Docker data root") from None
+
+
+def exec_detached(c, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
+    """`docker exec -d NAME CMD...`: start a process in the container and return at once."""
+    container = get(c, name)
+    if container is None:
+        raise ClusterError(f"container {name} does not exist; start the cluster first")
+    container.exec_run(cmd, detach=True, environment=env)
+
+
+def exec_stream(c, name: str, cmd: list[str]):
+    """`docker exec NAME CMD...` whose output arrives as it is written (bytes chunks)."""
+    container = get(c, name)
+    if container is None:
+        raise ClusterError(f"container {name} does not exist; start the cluster first")
+    return container.exec_run(cmd, stream=True).output
+
+
+def logs_tail(container, tail: int = 400) -> str:
+    return container.logs(tail=tail).decode(errors="replace")
+
+
+def follow_logs(container):
+    """`docker logs -f`: bytes chunks until the container stops."""
+    return container.logs(stream=True, follow=True)
+
+
+def container_env(container) -> dict[str, str]:
+    return dict(e.split("=", 1) for e in container.attrs["Config"].get("Env") or [] if "=" in e)

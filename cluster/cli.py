@@ -107,3 +107,27 @@ def serve_stop(name: Annotated[str, typer.Option()] = "onenode"):
     from cluster.serve import stop_serving
 
     stop_serving(name)
+
+
+@cluster_app.command("healthcheck")
+def cluster_healthcheck(
+    name: Annotated[str, typer.Option(help="Cluster name given to `onenode cluster up`")] =
+    "onenode",
+    model: Annotated[Optional[str], typer.Option(
+        help="Model path that must be present and identical on every node")] = None,
+    sizes: Annotated[str, typer.Option(
+        help="All-reduce sizes per rank, e.g. 1M,16M,128M")] = "1M,16M,128M",
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on warnings")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+) -> None:
+    """Run `onenode healthcheck` inside the cluster's head container, from the host."""
+    from cluster.head_exec import exec_in_head
+
+    args = ["onenode", "healthcheck", "--sizes", sizes]
+    if model:
+        args += ["--model", model]
+    if strict:
+        args.append("--strict")
+    if json_out:
+        args.append("--json")
+    raise typer.Exit(exec_in_head(name, args))

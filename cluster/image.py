@@ -24,14 +24,15 @@ from pathlib import Path
 
 from cluster import backend
 from cluster.progress import step
-from engine.errors import ClusterError, ConfigError
+from onenode.errors import ClusterError, ConfigError
+from onenode.paths import onenode_cache
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = REPO / "images"
 BASE_TAG = "onenode-base:bookworm"
 REPO_NAME = "onenode"
-CACHE = Path(os.environ.get("ONENODE_CACHE", Path.home() / ".cache" / "onenode"))
-PACKAGES = ("cluster", "engine", "healthcheck")
+CACHE = onenode_cache()
+PACKAGES = ("onenode", "bench", "cluster", "engine", "healthcheck")
 # pip never widens an explicit manylinux_2_X tag to older glibc versions, so list every one the
 # base (bookworm, glibc 2.36) can run; the CUDA wheels alone use 2_12, 2_17, 2_18, 2_24, 2_27, 2_28.
 PLATFORMS = ("manylinux1_x86_64", "manylinux2010_x86_64", "manylinux2014_x86_64",
@@ -115,12 +116,12 @@ def ensure_base(client) -> None:
                "bookworm", root, debian_mirror()]
         _run(cmd, "debootstrap failed; check that the Debian mirror is reachable")
         step(f"docker import -> {BASE_TAG}")
-        tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
-        imp = subprocess.run(["docker", "import", "-", BASE_TAG], stdin=tar.stdout,
-                             capture_output=True, text=True)
-        tar.wait()
-        if imp.returncode != 0:
-            raise ClusterError(f"docker import failed: {imp.stderr.strip()[:200]}")
+        tarball = Path(root + ".tar")
+        try:
+            _run(["tar", "-C", root, "-cf", str(tarball), "."], "packing the base rootfs failed")
+            backend.import_rootfs(client, tarball, BASE_TAG)
+        finally:
+            tarball.unlink(missing_ok=True)
 
 
 def debian_mirror(sources: Path = Path("/etc/apt/sources.list.d/debian.sources")) -> str:

@@ -13,7 +13,9 @@ from cluster.args import RunClusterArgs
 from cluster.auth import ensure_token
 from cluster.node import start_node
 from cluster.progress import step
-from engine.errors import ClusterError
+from onenode import names
+from onenode.errors import ClusterError
+from onenode.paths import onenode_hf_home
 
 DEFAULT_NAME = "onenode"
 HEAD_HOST = 10  # head at .10, workers at .11, .12, ...
@@ -35,9 +37,7 @@ class ClusterInfo:
 
 
 def default_hf_home() -> Path:
-    from engine.demo_model import default_hf_home as hf
-
-    return hf()
+    return onenode_hf_home()
 
 
 def pick_subnet(name: str, used: set[str]) -> str:
@@ -59,7 +59,7 @@ def node_args(role: str, image: str, head_ip: str, hf_home: Path, ip: str, name:
               env: dict, cpus: int, object_store: str, ray_auth: bool, token: str | None,
               replace: bool = False) -> RunClusterArgs:
     args = RunClusterArgs(image=image, head_ip=head_ip, role=role, hf_home=str(hf_home),
-                          network=f"{name}-net", ip=ip, cluster_name=name, shm_size="1g",
+                          network=names.network(name), ip=ip, cluster_name=name, shm_size="1g",
                           num_cpus=str(cpus), object_store_memory=object_store,
                           no_ray_auth=not ray_auth, ray_token_file=token, replace=replace,
                           detach=True)
@@ -77,7 +77,7 @@ def up(nodes: int = 3, name: str = DEFAULT_NAME, image: str = "onenode:latest",
     c = backend.client()
     hf_home = Path(hf_home or default_hf_home())
     hf_home.mkdir(parents=True, exist_ok=True)
-    net_name = f"{name}-net"
+    net_name = names.network(name)
     existing = backend.get_network(c, net_name)
     subnet = subnet or (existing and backend.network_subnet(existing)) or \
         pick_subnet(name, backend.used_subnets(c))
@@ -95,8 +95,9 @@ def up(nodes: int = 3, name: str = DEFAULT_NAME, image: str = "onenode:latest",
     workers = [node_args("worker", ip=ip, token=token, **common) for ip in ips[1:]]
     with ThreadPoolExecutor(max_workers=max(1, len(workers))) as pool:
         list(pool.map(start_node, workers))
-    names = [f"{name}-head"] + [f"{name}-worker-{ip}" for ip in ips[1:]]
-    return ClusterInfo(name, net_name, subnet, ips[0], tuple(zip(names, ips)), token, api_port)
+    containers = [names.head_container(name)] + [names.worker_container(name, ip) for ip in ips[1:]]
+    return ClusterInfo(name, net_name, subnet, ips[0], tuple(zip(containers, ips)), token,
+                       api_port)
 
 
 def down(name: str = DEFAULT_NAME) -> int:
@@ -105,5 +106,5 @@ def down(name: str = DEFAULT_NAME) -> int:
     containers = backend.list_cluster(c, name)
     for container in containers:
         backend.remove(c, container.name, timeout=2)
-    backend.remove_network(c, f"{name}-net")
+    backend.remove_network(c, names.network(name))
     return len(containers)

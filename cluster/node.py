@@ -9,7 +9,7 @@ from cluster.args import RunClusterArgs
 from cluster.auth import ensure_token
 from cluster.progress import step
 from cluster.spec import GCS_PORT, LABEL_HASH, ContainerSpec, build_spec, parse_env
-from engine.errors import ClusterError, ConfigError
+from onenode.errors import ClusterError, ConfigError
 
 HEAD_WAIT_S = 60.0
 

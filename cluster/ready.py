@@ -9,7 +9,7 @@ import socket
 import time
 
 from cluster import backend
-from engine.errors import ClusterError
+from onenode.errors import ClusterError
 
 READY_MARK = "Ray runtime started"
 AUTH_MARKS = ("InvalidAuthToken", "Unauthenticated", "UNAUTHENTICATED")
@@ -22,7 +22,7 @@ def wait_ready(c, name: str, role: str, timeout: float = 120.0) -> None:
         if container is None:
             raise ClusterError(f"container {name} disappeared while starting")
         container.reload()
-        text = container.logs(tail=400).decode(errors="replace")
+        text = backend.logs_tail(container)
         if any(m in text for m in AUTH_MARKS):
             raise ClusterError(f"{name} was refused by the head: the Ray token does not match "
                                f"(InvalidAuthToken); copy the head's token file to this host and "

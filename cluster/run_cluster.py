@@ -11,8 +11,8 @@ from cluster import backend
 from cluster.args import parse_run_cluster
 from cluster.node import start_node
 from cluster.progress import step
-from cluster.secrets import is_secret, mask_text
-from engine.errors import OnenodeError
+from onenode.errors import OnenodeError
+from onenode.secrets import is_secret, mask_text
 
 
 def run(argv: list[str]) -> int:
@@ -52,7 +52,7 @@ def _start_serving(container, args) -> None:
     cmd = ["python", "-m", "cluster.detached", LOG, "onenode", "serve", args.serve,
            "--host", "0.0.0.0", "--port", "8000", *shlex.split(args.serve_args)]
     # Workers usually join after the head: let the engine wait for them for up to 10 minutes.
-    container.exec_run(cmd, detach=True, environment={"ONENODE_RAY_WAIT_S": "600"})
+    backend.exec_detached(backend.client(), container.name, cmd, {"ONENODE_RAY_WAIT_S": "600"})
     step(f"started `onenode serve {args.serve}` in {container.name} on port 8000; "
          f"log: docker exec {container.name} tail -f {LOG}")
 
@@ -61,10 +61,9 @@ def _follow(name: str) -> int:
     c = backend.client()
     try:
         container = backend.get(c, name)
-        env = dict(e.split("=", 1) for e in container.attrs["Config"].get("Env") or [] if "=" in e)
-        secrets = [v for k, v in env.items() if is_secret(k)]
+        secrets = [v for k, v in backend.container_env(container).items() if is_secret(k)]
         step(f"{name} is ready; following its logs (Ctrl-C stops and removes it)")
-        for chunk in container.logs(stream=True, follow=True):
+        for chunk in backend.follow_logs(container):
             sys.stdout.write(mask_text(chunk.decode(errors="replace"), secrets))
             sys.stdout.flush()
         container.reload()

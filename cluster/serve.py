@@ -13,7 +13,8 @@ import urllib.request
 from cluster import backend
 from cluster.progress import step
 from cluster.status import cluster_status
-from engine.errors import ClusterError
+from onenode import names
+from onenode.errors import ClusterError
 
 LOG = "/tmp/onenode-serve.log"
 
@@ -65,7 +66,7 @@ def cluster_serve(model: str, serve_args: list[str], name: str = "onenode", port
     backend.exec_in(c, head, ["rm", "-f", LOG])
     cmd = ["python", "-m", "cluster.detached", LOG, "onenode", "serve", model,
            "--host", "0.0.0.0", "--port", "8000", *serve_args]
-    backend.get(c, head).exec_run(cmd, detach=True)
+    backend.exec_detached(c, head, cmd)
     step(f"starting `onenode serve {model}` in {head}; logs: docker exec {head} cat {LOG}")
     stop = threading.Event()
     threading.Thread(target=_stream_log, args=(c, head, stop), daemon=True).start()
@@ -104,9 +105,7 @@ def _alive(c, head: str) -> bool:
 
 
 def _stream_log(c, head: str, stop: threading.Event) -> None:
-    container = backend.get(c, head)
-    res = container.exec_run(["tail", "-n", "+1", "-F", LOG], stream=True)
-    for chunk in res.output:
+    for chunk in backend.exec_stream(c, head, ["tail", "-n", "+1", "-F", LOG]):
         if stop.is_set():
             break
         print(chunk.decode(errors="replace"), end="", flush=True)
@@ -114,4 +113,4 @@ def _stream_log(c, head: str, stop: threading.Event) -> None:
 
 def stop_serving(name: str = "onenode") -> None:
     c = backend.client()
-    backend.exec_in(c, f"{name}-head", ["pkill", "-TERM", "-f", "onenode serve"])
+    backend.exec_in(c, names.head_container(name), ["pkill", "-TERM", "-f", "onenode serve"])

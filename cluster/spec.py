@@ -6,9 +6,10 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from cluster.args import RunClusterArgs, is_ip
-from engine.errors import ConfigError
+from onenode import names
+from onenode.errors import ConfigError
+from onenode.paths import CONTAINER_HF_HOME
 
-CONTAINER_HF_HOME = "/root/.cache/huggingface"
 TOKEN_MOUNT = "/run/onenode/ray_token"
 GCS_PORT = 6379
 LABEL_CLUSTER, LABEL_ROLE, LABEL_HASH = "onenode.cluster", "onenode.role", "onenode.spec-hash"
@@ -65,8 +66,8 @@ def container_name(args: RunClusterArgs, node_ip: str | None) -> str:
     if args.name:
         return args.name
     if args.role == "head":
-        return f"{args.cluster_name}-head"
-    return f"{args.cluster_name}-worker-{node_ip or 'local'}"
+        return names.head_container(args.cluster_name)
+    return names.worker_container(args.cluster_name, node_ip or "local")
 
 
 def ray_command(args: RunClusterArgs, node_ip: str | None) -> tuple[str, ...]:

@@ -43,10 +43,7 @@ def cluster_status(name: str) -> list[dict]:
 
 
 def _env_ip(container) -> str | None:
-    for e in container.attrs["Config"].get("Env") or []:
-        if e.startswith("VLLM_HOST_IP="):
-            return e.split("=", 1)[1]
-    return None
+    return backend.container_env(container).get("VLLM_HOST_IP")
 
 
 def render(rows: list[dict]) -> None:

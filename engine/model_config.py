@@ -6,7 +6,7 @@ weights) both read this one description, so a prediction and a real run cannot d
 
 from dataclasses import dataclass, field
 
-from engine.errors import ModelLoadError
+from onenode.errors import ModelLoadError
 
 # HF architecture name -> our model family (engine/models/<family>.py).
 ARCHITECTURES = {

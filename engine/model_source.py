@@ -7,8 +7,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import ModelLoadError
 from engine.model_config import ModelConfig, model_config_from_hf
+from engine.models.gguf_config import gguf_hf_config
+from onenode.errors import ModelLoadError
+from onenode.paths import hf_home
 
 
 @dataclass(frozen=True)
@@ -44,18 +46,7 @@ def resolve_model(model: str) -> ModelSource:
 
 
 def _gguf(directory: Path, name: str) -> ModelSource:
-    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
-
-    try:
-        meta = load_gguf_checkpoint(str(directory / name), return_tensors=False)
-    except Exception as exc:  # noqa: BLE001 - any parse failure is a bad file for the user
-        raise ModelLoadError(f"cannot read GGUF {directory / name}: {exc}") from None
-    cfg = dict(meta["config"])
-    arch = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
-            "qwen2": "Qwen2ForCausalLM"}.get(cfg.get("model_type", ""))
-    if arch:
-        cfg["architectures"] = [arch]
-    cfg.setdefault("torch_dtype", "float32")  # dequantized at load
+    cfg = gguf_hf_config(directory / name)  # weights are dequantized to fp32 at load
     return ModelSource(directory, name, cfg, model_config_from_hf(cfg))
 
 
@@ -63,7 +54,7 @@ def _from_hf_cache(model: str) -> Path | None:
     """A hub id already downloaded into HF_HOME/hub (the layout huggingface_hub writes)."""
     if model.count("/") != 1:
         return None
-    home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
+    home = hf_home()
     snaps = sorted((home / "hub" / f"models--{model.replace('/', '--')}" / "snapshots").glob("*"))
     return snaps[-1] if snaps else None
 

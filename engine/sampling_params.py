@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field
 
-from engine.errors import ConfigError
+from onenode.errors import ConfigError
 
 
 @dataclass(slots=True)

@@ -1,7 +1,7 @@
 """The model's tokenizer (HF fast tokenizer; from GGUF metadata for GGUF models) and chat
 template application."""
 
-from engine.errors import ModelLoadError
+from onenode.errors import ModelLoadError
 
 
 def load_tokenizer(source, override: str | None = None):

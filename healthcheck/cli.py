@@ -1,5 +1,5 @@
-"""`onenode healthcheck` (inside a cluster container) and `onenode cluster healthcheck` (from the
-host: runs the former in the head container). Thin: parse, run, render, exit with the code.
+"""`onenode healthcheck` (inside a cluster container; `onenode cluster healthcheck` runs it in the
+head container from the host). Thin: parse, run, render, exit with the code.
 
 Exit codes: 0 all good (warnings allowed), 1 warnings with --strict, 2 failures.
 """
@@ -12,7 +12,7 @@ from rich.console import Console
 from healthcheck.report import render, report_json
 from healthcheck.runner import HealthcheckOptions, run_healthcheck
 from healthcheck.thresholds import parse_expect
-from healthcheck.units import parse_bytes, parse_sizes
+from onenode.units import parse_bytes, parse_sizes
 
 SizesOpt = Annotated[str, typer.Option(help="All-reduce sizes per rank, e.g. 1M,16M,128M")]
 ModelOpt = Annotated[str | None, typer.Option(
@@ -49,24 +49,3 @@ def healthcheck(
     else:
         render(console, report, strict)
     raise typer.Exit(report.exit_code(strict))
-
-
-def cluster_healthcheck(
-    name: Annotated[str, typer.Option(help="Cluster name given to `onenode cluster up`")] =
-    "onenode",
-    model: ModelOpt = None,
-    sizes: SizesOpt = "1M,16M,128M",
-    strict: StrictOpt = False,
-    json_out: JsonOpt = False,
-) -> None:
-    """Run `onenode healthcheck` inside the cluster's head container, from the host."""
-    from healthcheck.cluster_exec import exec_in_head
-
-    args = ["onenode", "healthcheck", "--sizes", sizes]
-    if model:
-        args += ["--model", model]
-    if strict:
-        args.append("--strict")
-    if json_out:
-        args.append("--json")
-    raise typer.Exit(exec_in_head(name, args))

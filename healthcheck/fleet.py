@@ -6,8 +6,8 @@ import ipaddress
 import socket
 from dataclasses import dataclass, field
 
-from engine.errors import ClusterError
 from healthcheck.probe import Probe
+from onenode.errors import ClusterError
 
 PROBE_CPU = 0.01  # a sliver: probes must fit next to a running engine
 
@@ -99,8 +99,11 @@ def place_probes(ray, wait_s: float) -> Fleet:
 
 
 def _place_in_group(ray, fleet: Fleet, wait_s: float) -> None:
-    from ray.util.placement_group import placement_group, placement_group_table, \
-        remove_placement_group
+    from ray.util.placement_group import (
+        placement_group,
+        placement_group_table,
+        remove_placement_group,
+    )
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     pg = placement_group([{"CPU": PROBE_CPU}] * len(fleet.nodes), strategy="STRICT_SPREAD")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from engine.executor.ray_env import is_secret
+from onenode.secrets import is_secret
 
 ENV_PREFIXES = ("NCCL_", "GLOO_", "VLLM_")
 MASK = "****"

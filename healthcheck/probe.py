@@ -32,7 +32,7 @@ class Probe:
         return collect(me["ray_ip"], me["node_id"], model_path, run_key)
 
     def free_port(self) -> int:
-        from engine.worker.node import free_port
+        from onenode.net import free_port
 
         return free_port()
 

@@ -8,8 +8,8 @@ from rich.console import Console
 from rich.table import Table
 
 from healthcheck.runner import HealthReport
-from healthcheck.units import human_bytes
 from healthcheck.verdicts import FAIL, INFO, NODE_CHECKS, OK, WARN, node_matrix
+from onenode.units import human_bytes
 
 MARK = {OK: "[green]ok[/green]", INFO: "[cyan]info[/cyan]", WARN: "[yellow]WARN[/yellow]",
         FAIL: "[bold red]FAIL[/bold red]"}

@@ -8,16 +8,22 @@ among the nodes that answered, each step under its own deadline.
 import os
 from dataclasses import asdict, dataclass, field
 
-from engine.errors import ConfigError
-from engine.planning.strategy import ClusterShape
+from engine.planner.strategy import ClusterShape
 from healthcheck import fleet as fl
 from healthcheck.collectives import AllReduceResult, P2PResult
 from healthcheck.inventory import NodeInventory
-from healthcheck.link_verdicts import LinkResult, allreduce_verdicts, merge_allreduce, \
-    p2p_verdicts, pair_results, transport_verdicts
+from healthcheck.link_verdicts import (
+    LinkResult,
+    allreduce_verdicts,
+    merge_allreduce,
+    p2p_verdicts,
+    pair_results,
+    transport_verdicts,
+)
 from healthcheck.nccl_log import LinkTransport, link_transports, parse_nccl_log
 from healthcheck.thresholds import EXPECTED_GBPS, nccl_kind
 from healthcheck.verdicts import FAIL, INFO, Verdict, exit_code, node_verdicts
+from onenode.errors import ConfigError
 
 DEFAULT_SIZES = (1 << 20, 16 << 20, 128 << 20)
 

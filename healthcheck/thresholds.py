@@ -20,7 +20,7 @@ purpose (three containers sharing two cores reach about 0.45 GB/s busbw at 128 M
 | gloo          | gloo over TCP (CPU tensors)            | NIC dependent     | 0.25           |
 """
 
-from engine.errors import ConfigError
+from onenode.errors import ConfigError
 
 EXPECTED_GBPS: dict[str, float] = {
     "nvlink": 150.0, "pcie": 10.0, "shm": 5.0, "ib-ndr": 40.0, "ib-hdr": 20.0, "ib": 10.0,

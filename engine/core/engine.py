@@ -1,8 +1,9 @@
 """LLMEngine: the loop schedule -> execute -> update, over any executor.
 
-With pipeline parallelism several steps are in flight at once (one per stage, like vLLM's virtual
-engines): the scheduler never schedules a sequence whose previous step has not returned, so
-micro-batches of different sequences fill the pipeline.
+With pipeline parallelism several steps are in flight at once (the executor's
+`max_concurrent_batches`, like vLLM's virtual engines): the scheduler never schedules a sequence
+whose previous step has not returned, so micro-batches of different sequences fill the pipeline.
+The loop reads no parallel config: depth and output rank are the executor's.
 """
 
 import collections
@@ -15,10 +16,10 @@ from engine.core.engine_setup import EngineSetup
 from engine.core.output_processor import OutputProcessor, RequestState
 from engine.core.scheduler import Scheduler
 from engine.core.sequence import Sequence
-from engine.errors import ConfigError, EngineDeadError
 from engine.outputs import CompletionOutput, RequestOutput
 from engine.sampling_params import SamplingParams
 from engine.tokenizer import load_tokenizer
+from onenode.errors import ConfigError, EngineDeadError
 
 
 class LLMEngine:
@@ -100,16 +101,15 @@ class LLMEngine:
             return []
         out, future = self.in_flight.popleft()
         try:
-            results = future.result()
+            result = future.result()
         except EngineDeadError as exc:
             self._dead = str(exc)
             raise
-        result = results[self.executor.output_rank]
         seqs = self.scheduler.update_from_output(out, result)
         return self._process(seqs, result.sampled if result is not None else {})
 
     def _fill_pipeline(self) -> None:
-        depth = self.config.pipeline_parallel_size
+        depth = self.executor.max_concurrent_batches
         while len(self.in_flight) < depth:
             limit = None
             if depth > 1:

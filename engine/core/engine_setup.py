@@ -2,11 +2,15 @@
 executor backend, and the KV cache size (logged as `# GPU blocks: N` / `# CPU blocks: N`)."""
 
 from engine.config import EngineConfig
-from engine.executor.select import (in_ray_placement_group, local_devices, make_executor,
-                                    select_backend)
+from engine.core import kv_blocks
+from engine.executor.select import (
+    in_ray_placement_group,
+    local_devices,
+    make_executor,
+    select_backend,
+)
 from engine.logger import init_logger
 from engine.model_source import resolve_model
-from engine.planning import kv_blocks
 
 log = init_logger("onenode.engine")
 

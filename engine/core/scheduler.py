@@ -10,9 +10,13 @@ whose previous step is still in flight (pipeline parallelism) are skipped.
 from collections import deque
 
 from engine.core.block_manager import BlockManager
-from engine.core.scheduler_output import ModelRunnerOutput, ScheduledSeq, SchedulerOutput
-from engine.core.sequence import Sequence, SeqStatus
-from engine.errors import ConfigError, ResourceError
+from engine.core.scheduler_output import (
+    ModelRunnerOutput,
+    ScheduledSeq,
+    SchedulerOutput,
+)
+from engine.core.sequence import SeqStatus, Sequence
+from onenode.errors import ConfigError, ResourceError
 
 
 class Scheduler:

@@ -20,11 +20,19 @@ from engine.config import EngineConfig
 from engine.entrypoints.async_engine import AsyncEngine
 from engine.entrypoints.errors import ApiError, error_response, install_error_handlers
 from engine.entrypoints.metrics import CONTENT_TYPE
-from engine.entrypoints.openai_protocol import (ChatCompletionRequest, CompletionRequest,
-                                                DetokenizeRequest, DetokenizeResponse, ModelCard,
-                                                ModelList, TokenizeRequest, TokenizeResponse)
+from engine.entrypoints.openai_protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    DetokenizeRequest,
+    DetokenizeResponse,
+    ModelCard,
+    ModelList,
+    TokenizeRequest,
+    TokenizeResponse,
+)
 from engine.entrypoints.openai_serving import OpenAIServing
 from engine.logger import init_logger
+from onenode.secrets import SecretFilter
 
 log = init_logger("onenode.api")
 
@@ -142,7 +150,7 @@ def run_server(engine_config: EngineConfig, host: str = "127.0.0.1", port: int =
 
     from engine.core.engine import LLMEngine
 
-    secrets_filter = _SecretFilter([api_key, os.environ.get("HF_TOKEN"),
+    secrets_filter = SecretFilter([api_key, os.environ.get("HF_TOKEN"),
                                     os.environ.get("HUGGING_FACE_HUB_TOKEN")])
     _attach_filter(secrets_filter)
     # SIGTERM while the model loads must still run the cleanup below (workers are processes).
@@ -170,23 +178,6 @@ def run_server(engine_config: EngineConfig, host: str = "127.0.0.1", port: int =
 
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
-
-
-class _SecretFilter(logging.Filter):
-    """Redacts secrets (API key, HF token) from every log line, whoever logs them."""
-
-    def __init__(self, values):
-        super().__init__()
-        self.values = [v for v in values if v and len(v) >= 4]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.values:
-            message = record.getMessage()
-            if any(v in message for v in self.values):
-                for v in self.values:
-                    message = message.replace(v, "***")
-                record.msg, record.args = message, ()
-        return True
 
 
 def _attach_filter(flt: logging.Filter) -> None:

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engine.errors import ConfigError, EngineDeadError
+from onenode.errors import ConfigError, EngineDeadError
 
 log = logging.getLogger("onenode.api")
 

@@ -7,10 +7,10 @@ from tqdm.auto import tqdm
 
 from engine.config import EngineConfig
 from engine.core.engine import LLMEngine
-from engine.errors import ConfigError
 from engine.outputs import RequestOutput
 from engine.sampling_params import SamplingParams
 from engine.tokenizer import apply_chat_template
+from onenode.errors import ConfigError
 
 
 class LLM:

@@ -8,12 +8,21 @@ string, which must never reach the client).
 
 from dataclasses import dataclass
 
-from engine.entrypoints.openai_protocol import (AssistantMessage, ChatChoice,
-                                                ChatCompletionChunk, ChatCompletionResponse,
-                                                ChatLogprobs, ChatStreamChoice,
-                                                CompletionChoice, CompletionLogprobs,
-                                                CompletionResponse, DeltaMessage, TokenLogprob,
-                                                TopLogprob, UsageInfo)
+from engine.entrypoints.openai_protocol import (
+    AssistantMessage,
+    ChatChoice,
+    ChatCompletionChunk,
+    ChatCompletionResponse,
+    ChatLogprobs,
+    ChatStreamChoice,
+    CompletionChoice,
+    CompletionLogprobs,
+    CompletionResponse,
+    DeltaMessage,
+    TokenLogprob,
+    TopLogprob,
+    UsageInfo,
+)
 from engine.outputs import CompletionOutput, RequestOutput
 
 

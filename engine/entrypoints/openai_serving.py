@@ -13,10 +13,13 @@ from collections.abc import AsyncIterator
 from engine.entrypoints import openai_format as fmt
 from engine.entrypoints.errors import ApiError, error_body, from_exception
 from engine.entrypoints.metrics import ServerMetrics
-from engine.entrypoints.openai_protocol import (ChatCompletionRequest, CompletionRequest,
-                                                random_id)
-from engine.errors import OnenodeError
+from engine.entrypoints.openai_protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    random_id,
+)
 from engine.outputs import RequestOutput
+from onenode.errors import OnenodeError
 
 
 class OpenAIServing:

@@ -1,11 +1,9 @@
-"""`onenode serve MODEL ...` and `onenode bench serve --url ...`: thin Typer commands.
+"""`onenode serve MODEL ...`: a thin Typer command.
 
 Flag names are vLLM's, so a runbook's `vllm serve ...` works after replacing `vllm` with
-`onenode`. The root app registers them: `app.command("serve")(serve)` and
-`bench_app.command("serve")(bench_serve)`.
+`onenode`. The root app registers it: `app.command("serve")(serve)`.
 """
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -51,36 +49,3 @@ def serve(
     from engine.entrypoints.api_server import run_server
 
     run_server(EngineConfig(**engine_args), **server_args)
-
-
-def bench_serve(
-    url: Annotated[str, typer.Option(help="server base URL, e.g. http://127.0.0.1:8000")],
-    num_requests: Annotated[int, typer.Option()] = 200,
-    concurrency: Annotated[str, typer.Option(help="comma list of concurrency levels")] = "1,8,32",
-    prompt_len: Annotated[str, typer.Option(help="min,max prompt tokens")] = "32,512",
-    output_len: Annotated[str, typer.Option(help="min,max output tokens")] = "16,128",
-    vocab_size: Annotated[int, typer.Option(help="prompt token ids are drawn below this")] = 32000,
-    seed: Annotated[int, typer.Option()] = 0,
-    model: Annotated[Optional[str], typer.Option(help="default: the server's model")] = None,
-    api_key: Annotated[Optional[str], typer.Option(envvar="ONENODE_API_KEY")] = None,
-    out: Annotated[Path, typer.Option(help="where JSON/PNG go")] = Path("bench/results"),
-    name: Annotated[str, typer.Option(help="result file name")] = "serve",
-):
-    """Bounded streaming load against a running server: throughput, TTFT and ITL percentiles."""
-    import json
-
-    from engine.bench.serve import ServeBenchConfig, serve_bench, write_serve_report
-
-    cfg = ServeBenchConfig(url=url, num_requests=num_requests,
-                           concurrency=tuple(int(c) for c in concurrency.split(",")),
-                           prompt_len=_pair(prompt_len), output_len=_pair(output_len),
-                           vocab_size=vocab_size, seed=seed, model=model, api_key=api_key)
-    res = serve_bench(cfg)
-    paths = write_serve_report(res, out, name)
-    typer.echo(json.dumps(res, indent=2, sort_keys=True))
-    typer.echo(f"wrote {paths[0]} and {paths[1]}")
-
-
-def _pair(text: str) -> tuple[int, int]:
-    lo, hi = (int(x) for x in text.split(","))
-    return lo, hi

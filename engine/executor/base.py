@@ -1,8 +1,9 @@
 """The executor seam: `collective_rpc(method, args, kwargs)` calls a Worker method on every rank.
 
 The engine loop never knows whether workers are in-process (uni), subprocesses (mp) or Ray actors
-(ray). Calls return futures so that pipeline-parallel steps can overlap: the engine keeps up to
-`pipeline_parallel_size` steps in flight and collects them in submission order.
+(ray). As in vLLM v1, the executor owns the pipeline: `max_concurrent_batches` (how many steps the
+engine may keep in flight, one per stage) and the output rank (the last stage's first TP rank,
+which samples). `execute_model_async` answers with that rank's result alone.
 """
 
 from abc import ABC, abstractmethod
@@ -25,6 +26,14 @@ class DoneFuture(RpcFuture):
         return self._results
 
 
+class _OutputRankFuture(RpcFuture):
+    def __init__(self, inner: RpcFuture, rank: int):
+        self._inner, self._rank = inner, rank
+
+    def result(self):
+        return self._inner.result()[self._rank]
+
+
 class Executor(ABC):
     name = "base"
 
@@ -32,6 +41,8 @@ class Executor(ABC):
         self.config = config
         self.partition = partition
         self.world_size = config.world_size
+        # One step per pipeline stage in flight keeps every stage busy (vLLM's virtual engines).
+        self.max_concurrent_batches = config.pipeline_parallel_size
         # The last stage's first TP rank samples and returns the step's tokens.
         self.output_rank = (config.pipeline_parallel_size - 1) * config.tensor_parallel_size
 
@@ -43,7 +54,9 @@ class Executor(ABC):
         return self.collective_rpc_async(method, args, kwargs).result()
 
     def execute_model_async(self, scheduler_output) -> RpcFuture:
-        return self.collective_rpc_async("execute_model", (scheduler_output,))
+        """One step on every rank; the future's result is the output rank's ModelRunnerOutput."""
+        future = self.collective_rpc_async("execute_model", (scheduler_output,))
+        return _OutputRankFuture(future, self.output_rank)
 
     def start_workers(self, source=None) -> None:
         """Bring every rank up to a loaded model (distributed init included)."""

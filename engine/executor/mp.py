@@ -9,9 +9,9 @@ import os
 import sys
 from multiprocessing.connection import wait
 
-from engine.errors import EngineDeadError
 from engine.executor.base import Executor, RpcFuture
-from engine.worker.node import free_port, node_ip
+from onenode.errors import EngineDeadError
+from onenode.net import free_port, node_ip
 
 
 class _MpFuture(RpcFuture):

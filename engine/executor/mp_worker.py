@@ -5,7 +5,7 @@ import logging
 import os
 import traceback
 
-from engine.errors import OnenodeError
+from onenode.errors import OnenodeError
 
 
 def worker_main(conn, worker_kwargs: dict) -> None:

@@ -7,10 +7,10 @@ has, never Ray's bare "No available node types can fulfill resource request".
 
 import os
 
-from engine.errors import ClusterError, EngineDeadError, ResourceError
 from engine.executor.base import Executor, RpcFuture
 from engine.executor.ray_env import forwarded_env, ip_mismatches
 from engine.executor.ray_inventory import connect, device_kind, wait_for_placement
+from onenode.errors import ClusterError, EngineDeadError, ResourceError
 
 WAIT_S = float(os.environ.get("ONENODE_RAY_WAIT_S", "30"))
 
@@ -24,7 +24,7 @@ class RayWorkerWrapper:
     def node_info(self) -> dict:
         import ray
 
-        from engine.worker.node import free_port
+        from onenode.net import free_port
 
         info = {"ray_ip": ray.util.get_node_ip_address(),
                 "vllm_host_ip": os.environ.get("VLLM_HOST_IP"), "pid": os.getpid(),

@@ -1,13 +1,10 @@
 """What the ray executor forwards to every worker, and the node-IP agreement check (pure)."""
 
+from onenode.secrets import is_secret
+
 FORWARD_PREFIXES = ("VLLM_", "NCCL_", "GLOO_", "HF_", "ONENODE_")
 # Node-specific: each node's own value must win (vLLM issue #7815).
 NODE_LOCAL = {"VLLM_HOST_IP"}
-SECRET_MARKERS = ("TOKEN", "KEY", "SECRET", "PASSWORD")
-
-
-def is_secret(name: str) -> bool:
-    return any(m in name.upper() for m in SECRET_MARKERS)
 
 
 def forwarded_env(environ: dict[str, str]) -> dict[str, str]:

@@ -3,8 +3,12 @@ until the planned placement fits."""
 
 import time
 
-from engine.errors import ClusterError, ResourceError
-from engine.planning.placement import NodeDevices, insufficient_message, place_ranks_on_nodes
+from engine.parallel.placement import (
+    NodeDevices,
+    insufficient_message,
+    place_ranks_on_nodes,
+)
+from onenode.errors import ClusterError, ResourceError
 
 
 def connect():

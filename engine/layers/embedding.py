@@ -4,7 +4,7 @@ split into contiguous row ranges, one per rank."""
 import torch
 from torch import nn
 
-from engine.distributed.parallel_state import tp, tp_all_gather, tp_all_reduce
+from engine.parallel.parallel_state import tp, tp_all_gather, tp_all_reduce
 
 
 def padded_vocab(vocab_size: int, tp_size: int) -> int:

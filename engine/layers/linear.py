@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from engine.distributed.parallel_state import tp, tp_all_reduce
+from engine.parallel.parallel_state import tp, tp_all_reduce
 
 
 @dataclass(frozen=True)
@@ -89,11 +89,3 @@ class RowParallelLinear(nn.Module):
             self.weight.data.copy_(fetch(name, 0, start, end).t())
         else:
             self.weight.data.copy_(fetch(name, 1, start, end))
-
-
-class ReplicatedParam:
-    """Helper for norms and other unsharded tensors."""
-
-    @staticmethod
-    def load(param: torch.Tensor, name: str, fetch) -> None:
-        param.data.copy_(fetch(name, None, None, None))

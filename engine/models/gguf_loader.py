@@ -11,7 +11,7 @@ import re
 import numpy as np
 import torch
 
-from engine.errors import ModelLoadError
+from onenode.errors import ModelLoadError
 
 LAYER_NAMES = {
     "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",

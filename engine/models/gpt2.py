@@ -4,12 +4,12 @@ gelu_new MLP, LM head tied to the token embedding."""
 import torch
 from torch import nn
 
-from engine.distributed.parallel_state import tp
 from engine.layers.activation import act_fn
 from engine.layers.attention import PagedAttention
 from engine.layers.embedding import ParallelLMHead, VocabParallelEmbedding
 from engine.layers.linear import ColumnParallelLinear, Part, RowParallelLinear
 from engine.model_config import ModelConfig
+from engine.parallel.parallel_state import tp
 
 
 class GPT2Block(nn.Module):

@@ -7,7 +7,6 @@ layer range this stage owns (other layers are never built).
 import torch
 from torch import nn
 
-from engine.distributed.parallel_state import tp
 from engine.layers.activation import silu_and_mul
 from engine.layers.attention import PagedAttention
 from engine.layers.embedding import ParallelLMHead, VocabParallelEmbedding
@@ -15,6 +14,7 @@ from engine.layers.linear import ColumnParallelLinear, Part, RowParallelLinear
 from engine.layers.norm import RMSNorm
 from engine.layers.rotary import RotaryEmbedding
 from engine.model_config import ModelConfig
+from engine.parallel.parallel_state import tp
 
 
 class LlamaAttention(nn.Module):

@@ -4,12 +4,12 @@ ReLU MLP, optional project_in/project_out when word_embed_proj_dim != hidden."""
 import torch
 from torch import nn
 
-from engine.distributed.parallel_state import tp
 from engine.layers.activation import act_fn
 from engine.layers.attention import PagedAttention
 from engine.layers.embedding import ParallelLMHead, VocabParallelEmbedding
 from engine.layers.linear import ColumnParallelLinear, Part, RowParallelLinear
 from engine.model_config import ModelConfig
+from engine.parallel.parallel_state import tp
 
 POSITION_OFFSET = 2  # OPT's learned position table starts at index 2
 

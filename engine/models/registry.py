@@ -3,8 +3,8 @@
 import torch
 from tqdm.auto import tqdm
 
-from engine.errors import ModelLoadError
 from engine.model_config import ModelConfig
+from onenode.errors import ModelLoadError
 
 
 def _family_class(family: str):

@@ -4,9 +4,7 @@ slice: safetensors reads just those bytes from disk; GGUF tensors are dequantize
 import json
 from pathlib import Path
 
-import torch
-
-from engine.errors import ModelLoadError
+from onenode.errors import ModelLoadError
 
 
 class SafetensorsReader:
@@ -34,21 +32,3 @@ class SafetensorsReader:
         if dim is None:
             return sl[:]
         return sl[start:end] if dim == 0 else sl[:, start:end]
-
-
-class TensorReader:
-    """In-memory tensors (dequantized GGUF), same interface."""
-
-    def __init__(self, tensors: dict[str, torch.Tensor]):
-        self.tensors = tensors
-
-    def names(self) -> set[str]:
-        return set(self.tensors)
-
-    def fetch(self, name: str, dim, start, end):
-        if name not in self.tensors:
-            raise ModelLoadError(f"weight {name!r} is missing from the GGUF file")
-        t = self.tensors[name]
-        if dim is None:
-            return t
-        return t[start:end] if dim == 0 else t[:, start:end]

@@ -1,8 +1,8 @@
 """ModelRunner: one rank's slice of the model, its KV cache, and one forward step.
 
-A rank holds the layers of its pipeline stage, sharded over its TP group. Non-first stages receive
-hidden states from the previous stage; non-last stages send theirs on; the last stage computes
-logits and its first TP rank samples.
+A rank holds the layers of its pipeline stage, sharded over its TP group. `execute` runs that stage
+on the hidden states the worker received (non-first stages) and returns hidden states for the
+worker to send on (non-last stages), or, on the last stage, the sampled tokens (first TP rank).
 """
 
 import logging
@@ -10,13 +10,13 @@ import logging
 import torch
 
 from engine.config import EngineConfig
+from engine.core import kv_blocks
 from engine.core.scheduler_output import ModelRunnerOutput, SchedulerOutput
-from engine.distributed import parallel_state as ps
 from engine.layers.sampler import sample
 from engine.model_source import resolve_model
 from engine.models.registry import build_model, load_weights
-from engine.planning import kv_blocks
-from engine.planning.pp_partition import stage_layer_range
+from engine.parallel import parallel_state as ps
+from engine.parallel.pp_partition import stage_layer_range
 from engine.worker.inputs import dummy_inputs, prepare_inputs
 
 log = logging.getLogger("onenode.worker")
@@ -64,7 +64,7 @@ class ModelRunner:
     def block_bytes(self) -> int:
         return kv_blocks.bytes_per_block(
             self.model_config, self.config.block_size, self.dtype.itemsize,
-            self.config.tensor_parallel_size, self.config.pipeline_parallel_size, self.partition)
+            ps.tp().size, self.pp_size, self.partition)
 
     def available_kv_bytes(self, max_num_batched_tokens: int) -> float:
         if self.device.type != "cuda":
@@ -110,17 +110,18 @@ class ModelRunner:
             attn.k_cache = alloc(shape, dtype=self.dtype, device=self.device)
             attn.v_cache = alloc(shape, dtype=self.dtype, device=self.device)
 
+    def intermediate_spec(self, num_tokens: int) -> dict:
+        """Shapes and dtypes of the hidden states this stage receives for a step."""
+        return self.model.intermediate_spec(num_tokens)
+
     @torch.inference_mode()
-    def execute(self, out: SchedulerOutput) -> ModelRunnerOutput | None:
+    def execute(self, out: SchedulerOutput, intermediate: dict | None = None):
+        """This stage's forward: hidden states (a dict) on non-last stages, else the sampled
+        tokens on the first TP rank (None on the others)."""
         inputs = prepare_inputs(out, self.config.block_size, self.device)
-        inter = None
-        if not self.is_first:
-            spec = self.model.intermediate_spec(out.num_tokens)
-            inter = ps.pp_recv(spec, self.pp_rank - 1, self.device)
-        hidden = self.model(inputs.input_ids, inputs.positions, inputs.meta, inter)
+        hidden = self.model(inputs.input_ids, inputs.positions, inputs.meta, intermediate)
         if not self.is_last:
-            ps.pp_send(hidden, self.pp_rank + 1)
-            return None
+            return hidden
         if not inputs.sample_seqs:
             return ModelRunnerOutput({}) if ps.tp().rank == 0 else None
         logits = self.model.compute_logits(hidden[inputs.sample_indices])
@@ -132,8 +133,8 @@ class ModelRunner:
 
 def _check_present(source) -> None:
     """The model must be at the same path on every node; say which node lacks it."""
-    from engine.errors import ModelLoadError
-    from engine.worker.node import node_ip
+    from onenode.errors import ModelLoadError
+    from onenode.net import node_ip
 
     target = source.path / source.gguf_file if source.gguf_file else source.path / "config.json"
     if not target.exists():

@@ -1,5 +1,8 @@
 """Worker: the object behind collective_rpc. Every executor (uni, mp, ray) creates one per rank
-and calls its methods by name; nothing else crosses the seam."""
+and calls its methods by name; nothing else crosses the seam.
+
+The worker moves a step's hidden states between pipeline stages (receive from the previous stage,
+send to the next); its ModelRunner only runs this rank's stage."""
 
 import os
 import socket
@@ -7,8 +10,12 @@ import socket
 import torch
 
 from engine.config import EngineConfig
-from engine.distributed import parallel_state as ps
-from engine.worker.distributed import destroy_distributed, init_distributed, pick_device
+from engine.parallel import parallel_state as ps
+from engine.parallel.distributed_init import (
+    destroy_distributed,
+    init_distributed,
+    pick_device,
+)
 from engine.worker.model_runner import ModelRunner
 
 
@@ -44,7 +51,7 @@ class Worker:
         """(blocks that fit, bytes per block, available bytes) for this rank."""
         available = self.runner.available_kv_bytes(max_num_batched_tokens)
         block_bytes = self.runner.block_bytes()
-        from engine.planning.kv_blocks import num_kv_blocks
+        from engine.core.kv_blocks import num_kv_blocks
 
         return num_kv_blocks(available, block_bytes), block_bytes, available
 
@@ -52,19 +59,25 @@ class Worker:
         self.runner.init_cache(num_blocks)
 
     def execute_model(self, out):
-        return self.runner.execute(out)
+        pp = ps.pp()
+        intermediate = None
+        if pp.rank > 0:
+            intermediate = ps.pp_recv(self.runner.intermediate_spec(out.num_tokens), pp.rank - 1,
+                                      self.runner.device)
+        result = self.runner.execute(out, intermediate)
+        if pp.rank < pp.size - 1:
+            ps.pp_send(result, pp.rank + 1)
+            return None
+        return result
 
     def node_info(self) -> dict:
-        from engine.worker.node import node_ip
+        from onenode.net import node_ip
 
         return {"rank": self.rank, "hostname": socket.gethostname(), "pid": os.getpid(),
                 "ip": node_ip(), "vllm_host_ip": os.environ.get("VLLM_HOST_IP"),
                 "tp_rank": ps.tp().rank, "pp_rank": ps.pp().rank,
                 "device": str(self.runner.device) if self.runner else None,
                 "threads": torch.get_num_threads()}
-
-    def ping(self) -> bool:
-        return True
 
     def shutdown(self) -> None:
         destroy_distributed()

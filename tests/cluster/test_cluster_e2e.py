@@ -90,7 +90,7 @@ def test_extra_worker_caps_and_secrets(docker_cluster, cluster_hf_home):
         changed = _run_cluster(args + ["-e", "NCCL_DEBUG=INFO"])  # a different spec: refused
         assert changed.returncode == 2 and "--replace" in changed.stderr
         assert backend.get(c, name).id == before.id  # left running as it was
-        status = subprocess.run([sys.executable, "-m", "cluster.main", "cluster", "status",
+        status = subprocess.run([sys.executable, "-m", "onenode.cli", "cluster", "status",
                                  "--name", docker_cluster.name, "--json"],
                                 capture_output=True, text=True, timeout=120)
         for text in (proc.stdout, proc.stderr, again.stderr, changed.stderr, status.stdout,
@@ -125,7 +125,7 @@ def test_worker_without_the_right_token_is_refused(docker_cluster, cluster_hf_ho
 
 
 def _onenode(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cluster.main", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "onenode.cli", *args], capture_output=True,
                           text=True, timeout=300)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cluster import image
-from engine.errors import ConfigError
+from onenode.errors import ConfigError
 
 REQS = "# comment\ntorch==2.13.0\nray[default]\n"
 
@@ -73,7 +73,7 @@ def test_debian_mirror_comes_from_apt_sources(tmp_path, monkeypatch):
 @pytest.mark.docker
 def test_image_build_is_a_no_op_once_built(docker_required):
     def build():
-        return subprocess.run([sys.executable, "-m", "cluster.main", "image", "build",
+        return subprocess.run([sys.executable, "-m", "onenode.cli", "image", "build",
                                "--no-latest"], capture_output=True, text=True, timeout=600)
 
     first = build()  # after `make image` this is already the no-op; else the project layer only

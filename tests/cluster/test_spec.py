@@ -1,9 +1,9 @@
 import pytest
 
 from cluster.args import parse_run_cluster
-from cluster.secrets import mask_env, mask_text
 from cluster.spec import TOKEN_MOUNT, build_spec, parse_env, parse_size
-from engine.errors import ConfigError
+from onenode.errors import ConfigError
+from onenode.secrets import mask_env, mask_text
 
 BASE = ["onenode:latest", "10.0.0.1", "--head", "/data/hf"]
 

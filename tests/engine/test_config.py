@@ -1,8 +1,8 @@
 import pytest
 
 from engine.config import EngineConfig
-from engine.errors import ConfigError
 from engine.model_config import model_config_from_hf
+from onenode.errors import ConfigError
 
 SMOL = {"architectures": ["LlamaForCausalLM"], "hidden_size": 576, "num_hidden_layers": 30,
         "num_attention_heads": 9, "num_key_value_heads": 3, "intermediate_size": 1536,

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from engine import LLM, SamplingParams
-from engine.errors import ConfigError, EngineDeadError, ModelLoadError
-from engine.planning.kv_blocks import bytes_per_block, cpu_available_bytes, num_kv_blocks
+from engine.core.kv_blocks import bytes_per_block, cpu_available_bytes, num_kv_blocks
+from onenode.errors import ConfigError, EngineDeadError, ModelLoadError
 from tests.engine.tiny_models import make_llama
 
 

@@ -58,7 +58,7 @@ def test_tiny_tp2_pp2_across_containers_equals_hf(docker_cluster, cluster_hf_hom
 def served_cluster(docker_required, cluster_hf_home):
     """A separate cluster: this test kills one of its workers."""
     from cluster.local import down, up
-    from engine.worker.node import free_port
+    from onenode.net import free_port
 
     name = f"onserve-{uuid.uuid4().hex[:6]}"
     port = free_port("127.0.0.1")
@@ -75,7 +75,7 @@ def test_cluster_serve_pp3_chat_then_worker_death(served_cluster):
     from engine.demo_model import MODEL_DIR
 
     info = served_cluster
-    cmd = [sys.executable, "-m", "cluster.main", "cluster", "serve", f"{HF}/{MODEL_DIR}",
+    cmd = [sys.executable, "-m", "onenode.cli", "cluster", "serve", f"{HF}/{MODEL_DIR}",
            "--name", info.name, "--port", str(info.api_port), "--detach",
            "--pipeline-parallel-size", "3", "--max-model-len", "1024",
            "--kv-cache-space-gib", "0.25", "--served-model-name", "smol"]

@@ -2,7 +2,6 @@
 same tiny random checkpoint (fp32, CPU) — plain, under preemption, and with prefix-cache hits."""
 
 import pytest
-import torch
 
 from engine import LLM, SamplingParams
 from tests.engine.oracle import hf_greedy, make_prompts

@@ -77,8 +77,8 @@ def test_ray_matches_hf(llama5, local_ray, tp, pp):
 
 @pytest.mark.slow
 def test_ray_insufficient_resources_lists_nodes(llama5, local_ray, monkeypatch):
-    from engine.errors import ResourceError
     import engine.executor.ray as ray_exec
+    from onenode.errors import ResourceError
 
     monkeypatch.setattr(ray_exec, "WAIT_S", 2.0)
     path, prompts, _ = llama5

@@ -4,7 +4,7 @@
 import pytest
 
 from engine import LLM, SamplingParams
-from engine.errors import ConfigError
+from onenode.errors import ConfigError
 from tests.engine.oracle import hf_greedy
 
 pytestmark = pytest.mark.slow

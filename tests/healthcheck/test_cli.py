@@ -7,14 +7,16 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from engine.errors import ConfigError
+from engine.planner.cli import plan, set_live_cluster_reader
 from healthcheck.cli import healthcheck
-from healthcheck.plan_cli import plan
+from healthcheck.runner import live_cluster_shape
+from onenode.errors import ConfigError
 
 pytestmark = pytest.mark.slow
 app = typer.Typer()
 app.command("healthcheck")(healthcheck)
 app.command("plan")(plan)
+set_live_cluster_reader(live_cluster_shape)  # as the root app (onenode/cli.py) wires it
 runner = CliRunner()
 
 

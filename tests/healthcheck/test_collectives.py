@@ -5,8 +5,8 @@ import multiprocessing as mp
 
 import pytest
 
-from engine.worker.node import free_port
 from healthcheck.collectives import busbw, iters_for, run_rank
+from onenode.net import free_port
 
 MiB = 1 << 20
 

@@ -4,8 +4,8 @@ import sys
 import time
 from pathlib import Path
 
-from engine.worker.node import free_port
 from healthcheck.fleet import error_line
+from onenode.net import free_port
 
 REPO = str(Path(__file__).resolve().parents[2])
 
@@ -13,7 +13,7 @@ REPO = str(Path(__file__).resolve().parents[2])
 def test_an_address_where_nothing_listens_fails_fast_instead_of_hanging():
     """ray.init alone retries an unreachable GCS for minutes (the seed's hangs). In a fresh
     process: this one may already hold a Ray runtime from another test."""
-    code = ("from engine.errors import ClusterError\n"
+    code = ("from onenode.errors import ClusterError\n"
             "from healthcheck.fleet import connect\n"
             "try:\n"
             f"    connect('127.0.0.1:{free_port()}')\n"

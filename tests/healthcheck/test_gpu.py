@@ -32,8 +32,8 @@ def _rank(rank, world, port, log_dir, queue):
 
 
 def test_nccl_allreduce_across_this_machines_gpus(tmp_path):
-    from engine.worker.node import free_port
     from healthcheck.nccl_log import link_transports, parse_nccl_log
+    from onenode.net import free_port
 
     world = torch.cuda.device_count()
     ctx = mp.get_context("spawn")

@@ -61,7 +61,7 @@ def test_agreeing_cluster_passes_and_gloo_is_verified(hc_cluster):
 
 
 def test_cluster_healthcheck_from_the_host(hc_cluster):
-    from healthcheck.cli import cluster_healthcheck
+    from cluster.cli import cluster_healthcheck
 
     app = typer.Typer()
     app.command("healthcheck")(cluster_healthcheck)

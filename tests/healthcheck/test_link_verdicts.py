@@ -1,6 +1,11 @@
 from healthcheck.collectives import AllReduceResult, P2PResult
-from healthcheck.link_verdicts import allreduce_verdicts, merge_allreduce, p2p_verdicts, \
-    pair_results, transport_verdicts
+from healthcheck.link_verdicts import (
+    allreduce_verdicts,
+    merge_allreduce,
+    p2p_verdicts,
+    pair_results,
+    transport_verdicts,
+)
 from healthcheck.nccl_log import LinkTransport
 from healthcheck.thresholds import EXPECTED_GBPS
 from healthcheck.verdicts import FAIL, INFO, WARN

@@ -1,7 +1,13 @@
 import pytest
 
-from engine.errors import ConfigError
-from healthcheck.thresholds import EXPECTED_GBPS, ib_kind, judge, nccl_kind, parse_expect
+from healthcheck.thresholds import (
+    EXPECTED_GBPS,
+    ib_kind,
+    judge,
+    nccl_kind,
+    parse_expect,
+)
+from onenode.errors import ConfigError
 
 
 def test_overrides_keep_the_other_defaults():

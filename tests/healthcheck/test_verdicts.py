@@ -1,6 +1,19 @@
-from healthcheck.verdicts import FAIL, INFO, OK, WARN, Verdict, env_verdicts, exit_code, \
-    gpu_verdicts, ip_verdicts, model_verdicts, node_matrix, node_verdicts, shm_verdicts, \
-    version_verdicts
+from healthcheck.verdicts import (
+    FAIL,
+    INFO,
+    OK,
+    WARN,
+    Verdict,
+    env_verdicts,
+    exit_code,
+    gpu_verdicts,
+    ip_verdicts,
+    model_verdicts,
+    node_matrix,
+    node_verdicts,
+    shm_verdicts,
+    version_verdicts,
+)
 
 A, B, C = "10.0.0.1", "10.0.0.2", "10.0.0.3"
 VERSIONS = {"python": "3.11.2", "torch": "2.13.0+cpu", "ray": "2.60.0", "onenode": "0.1.0"}

@@ -8,7 +8,11 @@ exactly as it would with a real model.
 
 from engine.core.block_manager import BlockManager
 from engine.core.scheduler import Scheduler
-from engine.core.scheduler_output import ModelRunnerOutput, SampledToken, SchedulerOutput
+from engine.core.scheduler_output import (
+    ModelRunnerOutput,
+    SampledToken,
+    SchedulerOutput,
+)
 from engine.core.sequence import Sequence
 from engine.sampling_params import SamplingParams
 

@@ -7,9 +7,15 @@ import pytest
 
 from engine.core.scheduler_output import ModelRunnerOutput, SampledToken
 from engine.core.sequence import SeqStatus
-from engine.errors import ConfigError, ResourceError
-from tests.engine.core.fake_model import (FakeModel, assert_no_leak, expected_output,
-                                          make_scheduler, make_seq, run_to_completion)
+from onenode.errors import ConfigError, ResourceError
+from tests.engine.core.fake_model import (
+    FakeModel,
+    assert_no_leak,
+    expected_output,
+    make_scheduler,
+    make_seq,
+    run_to_completion,
+)
 
 
 def step(sched, model):

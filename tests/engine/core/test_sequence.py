@@ -1,6 +1,6 @@
 """Sequence: token bookkeeping the scheduler and block manager rely on."""
 
-from engine.core.sequence import Sequence, SeqStatus
+from engine.core.sequence import SeqStatus, Sequence
 from engine.sampling_params import SamplingParams
 
 

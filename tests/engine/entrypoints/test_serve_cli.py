@@ -13,7 +13,7 @@ import httpx
 import psutil
 import pytest
 
-from engine.entrypoints.serve_cli import bench_serve
+from bench.cli import bench_serve
 from tests.engine.entrypoints.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[3]
@@ -25,7 +25,7 @@ def test_serve_process_answers_and_sigterm_stops_workers(tiny_llama, tmp_path):
     env = dict(os.environ, HF_TOKEN=hf_token, ONENODE_API_KEY=api_key, PYTHONPATH=str(REPO),
                OMP_NUM_THREADS="1")
     log_path = tmp_path / "serve.log"
-    cmd = [sys.executable, "-m", "cluster.main", "serve", str(tiny_llama), "--port", str(port),
+    cmd = [sys.executable, "-m", "onenode.cli", "serve", str(tiny_llama), "--port", str(port),
            "--distributed-executor-backend", "mp", "--served-model-name", "tiny",
            "--max-model-len", "64", "--kv-cache-space-gib", "0.01", "--dtype", "float32",
            "--block-size", "8", "--max-num-seqs", "8", "--no-enable-prefix-caching"]

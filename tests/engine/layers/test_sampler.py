@@ -5,10 +5,13 @@ import math
 
 import pytest
 import torch
-from transformers.generation.logits_process import (MinPLogitsWarper,
-                                                    RepetitionPenaltyLogitsProcessor,
-                                                    TemperatureLogitsWarper, TopKLogitsWarper,
-                                                    TopPLogitsWarper)
+from transformers.generation.logits_process import (
+    MinPLogitsWarper,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
 from engine.core.scheduler_output import ScheduledSeq
 from engine.layers.sampler import filter_logits, sample

@@ -1,0 +1,106 @@
+"""`onenode bench ...`: thin Typer commands over the benchmarks in this package (bench/)."""
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+bench_app = typer.Typer(help="Benchmarks: JSON + PNG results under --out.", no_args_is_help=True)
+
+
+@bench_app.command("throughput")
+def throughput(
+    model: Annotated[Optional[str], typer.Option(help="model path (default: the demo SmolLM2)")] = None,
+    dtype: Annotated[str, typer.Option(help="float32 or bfloat16")] = "float32",
+    num_requests: Annotated[int, typer.Option()] = 64,
+    skip_hf: Annotated[bool, typer.Option(help="only onenode")] = False,
+    out: Annotated[Path, typer.Option(help="where JSON/PNG go")] = Path("bench/results"),
+):
+    """onenode vs HF transformers on one seeded workload (64 requests, prompts 32-512, outputs
+    16-128, greedy, ignore_eos) plus single-stream tokens/s."""
+    from bench.report import write_report
+    from bench.throughput import throughput_bench
+    from engine.demo_model import fetch_demo
+
+    model = model or str(fetch_demo())
+    res = throughput_bench(model, dtype=dtype, num_requests=num_requests, skip_hf=skip_hf)
+    bars = {"onenode batched": res["onenode_output_tok_s"],
+            "onenode single": res["onenode_single_stream_tok_s"]}
+    if not skip_hf:
+        bars.update({"HF batched": res["hf_output_tok_s"],
+                     "HF single": res["hf_single_stream_tok_s"]})
+    paths = write_report(res, out, f"throughput-{dtype}", bars, "output tokens/s")
+    _print(res, paths)
+
+
+@bench_app.command("latency")
+def latency(
+    model: Annotated[Optional[str], typer.Option(help="model path (default: the demo SmolLM2)")] = None,
+    layouts: Annotated[str, typer.Option(help="comma list: uni,tp3-mp,pp3-mp,pp3-ray,...")] = "uni,tp3-mp,pp3-mp",
+    num_requests: Annotated[int, typer.Option()] = 64,
+    kv_cache_space_gib: Annotated[float, typer.Option()] = 1.0,
+    out: Annotated[Path, typer.Option()] = Path("bench/results"),
+):
+    """Per-token decode latency and batched throughput per parallel layout, vs uni."""
+    from bench.latency import latency_bench
+    from bench.report import write_report
+    from engine.demo_model import fetch_demo
+
+    model = model or str(fetch_demo())
+    res = latency_bench(model, layouts.split(","), num_requests,
+                        kv_cache_space_gib=kv_cache_space_gib)
+    bars = {r["layout"]: r["decode_ms_per_token"] for r in res["rows"]}
+    paths = write_report(res, out, "latency", bars, "decode ms / token")
+    _print(res, paths)
+
+
+@bench_app.command("cluster")
+def cluster(nodes: Annotated[int, typer.Option()] = 3,
+            repeats: Annotated[int, typer.Option()] = 3):
+    """Seconds from `cluster up --nodes N` to every node registered (image already built)."""
+    import json
+
+    from bench.cluster_up import cluster_up_bench
+
+    typer.echo(json.dumps(cluster_up_bench(nodes, repeats), indent=2))
+
+
+@bench_app.command("serve")
+def bench_serve(
+    url: Annotated[str, typer.Option(help="server base URL, e.g. http://127.0.0.1:8000")],
+    num_requests: Annotated[int, typer.Option()] = 200,
+    concurrency: Annotated[str, typer.Option(help="comma list of concurrency levels")] = "1,8,32",
+    prompt_len: Annotated[str, typer.Option(help="min,max prompt tokens")] = "32,512",
+    output_len: Annotated[str, typer.Option(help="min,max output tokens")] = "16,128",
+    vocab_size: Annotated[int, typer.Option(help="prompt token ids are drawn below this")] = 32000,
+    seed: Annotated[int, typer.Option()] = 0,
+    model: Annotated[Optional[str], typer.Option(help="default: the server's model")] = None,
+    api_key: Annotated[Optional[str], typer.Option(envvar="ONENODE_API_KEY")] = None,
+    out: Annotated[Path, typer.Option(help="where JSON/PNG go")] = Path("bench/results"),
+    name: Annotated[str, typer.Option(help="result file name")] = "serve",
+):
+    """Bounded streaming load against a running server: throughput, TTFT and ITL percentiles."""
+    import json
+
+    from bench.serve import ServeBenchConfig, serve_bench, write_serve_report
+
+    cfg = ServeBenchConfig(url=url, num_requests=num_requests,
+                           concurrency=tuple(int(c) for c in concurrency.split(",")),
+                           prompt_len=_pair(prompt_len), output_len=_pair(output_len),
+                           vocab_size=vocab_size, seed=seed, model=model, api_key=api_key)
+    res = serve_bench(cfg)
+    paths = write_serve_report(res, out, name)
+    typer.echo(json.dumps(res, indent=2, sort_keys=True))
+    typer.echo(f"wrote {paths[0]} and {paths[1]}")
+
+
+def _pair(text: str) -> tuple[int, int]:
+    lo, hi = (int(x) for x in text.split(","))
+    return lo, hi
+
+
+def _print(res: dict, paths) -> None:
+    import json
+
+    typer.echo(json.dumps(res, indent=2, sort_keys=True))
+    typer.echo(f"wrote {paths[0]} and {paths[1]}")

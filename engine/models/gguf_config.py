@@ -1,0 +1,53 @@
+"""A GGUF file's metadata (llama.cpp names) as the HF config.json fields the engine reads.
+
+One reader for the engine (model_source.py) and the planner: it reads the header through the
+public `gguf` library, never the tensors, so a 70B file answers in milliseconds.
+"""
+
+from pathlib import Path
+
+from onenode.errors import ModelLoadError
+
+GGUF_ARCHS = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM",
+              "mistral": "MistralForCausalLM", "gpt2": "GPT2LMHeadModel"}
+
+
+def gguf_hf_config(path: Path) -> dict:
+    """Translate GGUF metadata (llama.cpp names) into the HF config.json fields we parse."""
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(str(path))
+    except Exception as exc:  # noqa: BLE001 - any parse failure means "not a readable GGUF"
+        raise ModelLoadError(f"cannot read GGUF metadata of {path} ({exc}); check the file "
+                             f"is a complete .gguf download") from None
+    meta = {k: f.contents() for k, f in reader.fields.items()
+            if not k.startswith("tokenizer.ggml.") or k.endswith("_token_id")}
+    arch = meta.get("general.architecture", "")
+    if arch not in GGUF_ARCHS:
+        raise ModelLoadError(f"GGUF architecture {arch!r} is not supported; onenode reads "
+                             f"{', '.join(sorted(GGUF_ARCHS))}")
+
+    def get(key, default=None):
+        return meta.get(f"{arch}.{key}", default)
+
+    vocab = get("vocab_size") or len(reader.fields["tokenizer.ggml.tokens"].data)
+    tied = not any(t.name == "output.weight" for t in reader.tensors)
+    if arch == "gpt2":
+        return {"architectures": [GGUF_ARCHS[arch]], "model_type": arch, "n_embd": get("embedding_length"),
+                "n_layer": get("block_count"), "n_head": get("attention.head_count"),
+                "n_inner": get("feed_forward_length"), "vocab_size": vocab,
+                "n_positions": get("context_length", 1024), "torch_dtype": "float32"}
+    return {"architectures": [GGUF_ARCHS[arch]], "model_type": arch,
+            "hidden_size": get("embedding_length"),
+            "num_hidden_layers": get("block_count"),
+            "num_attention_heads": get("attention.head_count"),
+            "num_key_value_heads": get("attention.head_count_kv"),
+            "intermediate_size": get("feed_forward_length"), "vocab_size": vocab,
+            "max_position_embeddings": get("context_length", 2048),
+            "rms_norm_eps": get("attention.layer_norm_rms_epsilon", 1e-6),
+            "rope_theta": get("rope.freq_base", 10000.0), "tie_word_embeddings": tied,
+            # GGUF weights are dequantized to fp32 on load (as transformers does).
+            "torch_dtype": "float32",
+            "bos_token_id": meta.get("tokenizer.ggml.bos_token_id"),
+            "eos_token_id": meta.get("tokenizer.ggml.eos_token_id")}

@@ -1,0 +1,44 @@
+"""Secret rules: which names are secrets, and masking of their values (one definition for the
+whole product: cluster output, engine env forwarding, healthcheck inventory, server logs)."""
+
+import logging
+
+SECRET_MARKERS = ("TOKEN", "KEY", "SECRET", "PASSWORD")
+MASK = "***"
+
+
+def is_secret(name: str) -> bool:
+    return any(m in name.upper() for m in SECRET_MARKERS)
+
+
+def mask_value(name: str, value: str | None) -> str | None:
+    if value is None or not is_secret(name):
+        return value
+    return MASK if value else ""
+
+
+def mask_env(env: dict[str, str]) -> dict[str, str]:
+    return {k: mask_value(k, v) for k, v in env.items()}
+
+
+def mask_text(text: str, secrets: list[str]) -> str:
+    """Replace known secret values wherever they appear (e.g. in captured logs). Values shorter
+    than 4 characters are left alone: masking them would garble ordinary text."""
+    for s in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
+        text = text.replace(s, MASK)
+    return text
+
+
+class SecretFilter(logging.Filter):
+    """Redacts known secret values (API key, HF token) from every log record, whoever logs it."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.values = [v for v in values if v and len(v) >= 4]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.values:
+            message = record.getMessage()
+            if any(v in message for v in self.values):
+                record.msg, record.args = mask_text(message, self.values), ()
+        return True

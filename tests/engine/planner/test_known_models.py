@@ -1,0 +1,48 @@
+import pytest
+
+from engine.model_config import model_config_from_hf
+from engine.planner.known_models import KNOWN_MODELS, known_model, known_model_names
+
+
+@pytest.mark.parametrize("name, hub_id", [
+    ("Llama-2-70B", "meta-llama/Llama-2-70b-hf"),
+    ("meta-llama/Llama-2-70b-hf", "meta-llama/Llama-2-70b-hf"),
+    ("LLAMA-2-70B-CHAT-HF", "meta-llama/Llama-2-70b-hf"),
+    ("llama-2-7b", "meta-llama/Llama-2-7b-hf"),
+    ("Llama-3-8B", "meta-llama/Meta-Llama-3-8B"),
+    ("meta-llama/Meta-Llama-3-70B-Instruct", "meta-llama/Meta-Llama-3-70B"),
+    ("OPT-13B", "facebook/opt-13b"),
+    ("GPT-2", "openai-community/gpt2"),
+    ("gpt2", "openai-community/gpt2"),
+    ("qwen/qwen2-7b", "Qwen/Qwen2-7B"),
+    ("SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-135M-Instruct"),
+])
+def test_names_match_case_insensitively_by_short_name_or_hub_id(name, hub_id):
+    assert known_model(name)[0] == hub_id
+
+
+@pytest.mark.parametrize("name", ["Llama-2-13B", "mistral-7b", "", "llama"])
+def test_unknown_names_are_none(name):
+    assert known_model(name) is None
+
+
+# Published parameter counts: the shapes reproduce them through ModelConfig.num_params.
+@pytest.mark.parametrize("hub_id, billions", [
+    ("openai-community/gpt2", 0.124), ("facebook/opt-13b", 12.85),
+    ("meta-llama/Llama-2-7b-hf", 6.74), ("meta-llama/Llama-2-70b-hf", 68.98),
+    ("meta-llama/Meta-Llama-3-8B", 8.03), ("meta-llama/Meta-Llama-3-70B", 70.55),
+    ("Qwen/Qwen2-7B", 7.62), ("HuggingFaceTB/SmolLM2-135M-Instruct", 0.1345),
+])
+def test_shapes_parse_and_give_the_published_size(hub_id, billions):
+    model = model_config_from_hf(KNOWN_MODELS[hub_id])
+    assert model.num_params / 1e9 == pytest.approx(billions, rel=0.01)
+
+
+def test_returned_config_is_a_copy():
+    _, cfg = known_model("gpt2")
+    cfg["n_layer"] = 1
+    assert known_model("gpt2")[1]["n_layer"] == 12
+
+
+def test_names_for_messages():
+    assert "Llama-2-70b-hf" in known_model_names()
