@@ -22,13 +22,18 @@ $(STAMP): pyproject.toml
 docker:
 	@scripts/ensure_docker.sh
 
+# The built tag (onenode:<content hash>) is kept in .onenode/image.tag: tests use that exact image,
+# not `latest`, which another build on the same daemon may have moved.
 image: venv docker
-	$(VENV)/bin/onenode image build --variant $(VARIANT)
+	@mkdir -p .onenode
+	set -o pipefail; $(VENV)/bin/onenode image build --variant $(VARIANT) | tee .onenode/image.build.log
+	@tail -n 1 .onenode/image.build.log > .onenode/image.tag
 
 # Full suite, Docker e2e included. pytest's exit code 5 (no tests collected) is not a failure.
 # ONENODE_REQUIRE_DOCKER=1: here a missing engine is a failure, not a skip.
 test: image
-	ONENODE_REQUIRE_DOCKER=1 $(VENV)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
+	ONENODE_REQUIRE_DOCKER=1 ONENODE_TEST_IMAGE=$$(cat .onenode/image.tag) \
+	  $(VENV)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
 
 # Unit tests only (no Docker): seconds to a couple of minutes.
 test-fast: venv

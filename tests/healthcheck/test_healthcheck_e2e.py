@@ -5,6 +5,7 @@ it adds and freezes nodes."""
 
 import dataclasses
 import json
+import os
 import subprocess
 import time
 import uuid
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 
 pytestmark = pytest.mark.docker
 MODEL = "/root/.cache/huggingface/models/SmolLM2-135M-Instruct"
+TEST_IMAGE = os.environ.get("ONENODE_TEST_IMAGE", "onenode:latest")
 SIZES = "1M,16M"
 
 
@@ -83,7 +85,7 @@ def _start_worker(cluster, ip: str, hf_home, env: dict, host_ip_env: str | None 
     from cluster.local import node_args
     from cluster.node import resolve_spec, start_node
 
-    args = node_args("worker", image="onenode:latest", head_ip=cluster.head_ip, hf_home=hf_home,
+    args = node_args("worker", image=TEST_IMAGE, head_ip=cluster.head_ip, hf_home=hf_home,
                      ip=ip, name=cluster.name, env=env, cpus=1, object_store="128m",
                      ray_auth=True, token=cluster.token_path)
     if host_ip_env is None:
