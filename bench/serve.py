@@ -1,7 +1,7 @@
 """`onenode bench serve`: a bounded streaming load against a running OpenAI-compatible server.
 
 For each concurrency level the same seeded workload (prompt token ids and output lengths from
-engine/bench/workload.py, so it matches `onenode bench throughput`) is sent as streaming
+bench/workload.py, so it matches `onenode bench throughput`) is sent as streaming
 completions with `ignore_eos`; the client measures throughput, time to first token, inter-token
 latency and end-to-end latency. Talks only to the given URL.
 """

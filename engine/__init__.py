@@ -1,7 +1,7 @@
 """onenode's inference engine: `from engine import LLM, SamplingParams`.
 
-Imports are lazy so that `import onenode.errors` (used by the host-side cluster CLI) does not pull
-in torch.
+Imports are lazy so that the engine's pure modules (the planner, the rank grid, KV sizing), which
+`onenode plan` and the healthcheck use on hosts, import without torch.
 """
 
 __all__ = ["LLM", "SamplingParams", "RequestOutput", "CompletionOutput"]

@@ -2,8 +2,8 @@
 
 Every error a user can cause derives from OnenodeError and carries a one-line message that names
 the fix. The CLI edges (onenode.cli, run_cluster) catch OnenodeError once and print only the line;
-`--debug` shows the traceback. cluster/ and healthcheck/ import these too, so the hierarchy lives in
-the innermost package (the engine never imports cluster).
+`--debug` shows the traceback. Every package raises these, so the hierarchy lives in the shared
+kernel below all of them.
 """
 
 

@@ -1,6 +1,6 @@
 """ray: one Ray actor per rank in a placement group pinned to the planned nodes.
 
-Nodes are chosen by engine/planning/placement.py (TP groups within a node, PP across nodes, the
+Nodes are chosen by engine/parallel/placement.py (TP groups within a node, PP across nodes, the
 driver's node first). Missing resources end in a bounded wait and a message listing what each node
 has, never Ray's bare "No available node types can fulfill resource request".
 """

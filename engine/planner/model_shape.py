@@ -1,6 +1,6 @@
 """Find a model's shape for `onenode plan` without loading weights.
 
-Accepted: a well-known name or hub id (engine/planning/known_models.py), a local config.json or a
+Accepted: a well-known name or hub id (engine/planner/known_models.py), a local config.json or a
 directory holding one, or a GGUF file (or a directory holding exactly one) whose metadata is read.
 This is the I/O edge of the planner: everything after it is pure.
 """

@@ -3,7 +3,7 @@
 Every number comes from the functions the engine itself uses to size its KV cache
 (kv_blocks.bytes_per_block / num_kv_blocks / gpu_available_bytes / cpu_available_bytes), so the
 `# GPU blocks` / `# CPU blocks` a plan predicts is the same formula the engine logs; only the
-weights, activation and non-torch terms are estimates here (engine/planning/memory.py) where the
+weights, activation and non-torch terms are estimates here (engine/planner/memory.py) where the
 engine measures them.
 """
 
