@@ -1,0 +1,109 @@
+"""`run_cluster` as operators call it: a real process, no Docker needed (DOCKER_HOST points at
+nothing, so any daemon call would fail)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cluster.args import OPTIONS
+
+REPO = Path(__file__).resolve().parents[2]
+HEAD = ["onenode:test", "10.0.0.1", "--head"]
+
+
+def run_cluster(*argv: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    full_env = dict(os.environ, PYTHONPATH=str(REPO), ONENODE_CACHE=str(tmp_path / "cache"),
+                    DOCKER_HOST="unix:///nonexistent/docker.sock", **env)
+    return subprocess.run([sys.executable, "-m", "cluster.run_cluster", *argv], cwd=REPO,
+                          capture_output=True, text=True, timeout=60, env=full_env)
+
+
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_help_prints_every_option_and_exits_0(tmp_path, flag):
+    res = run_cluster(flag, tmp_path=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("usage: run_cluster IMAGE HEAD_IP --head|--worker HF_HOME")
+    for opt in OPTIONS:
+        assert all(name in res.stdout for name in opt.names), opt.names
+
+
+def test_dry_run_with_every_option_contains_them_all(tmp_path):
+    env_file = tmp_path / "vars.env"
+    env_file.write_text("# NCCL over IB\nNCCL_IB_HCA=mlx5\nFROM_SHELL\n")
+    key = tmp_path / "api_key"
+    key.write_text("sk-dry-run-never-shown-1234\n")
+    res = run_cluster(
+        *HEAD, str(tmp_path), "--dry-run", "-e", "VLLM_HOST_IP=10.0.0.1", "-e",
+        "HF_TOKEN=hf_secret_never_shown", "--env-file", str(env_file), "-v", "/models:/models:ro",
+        "-p", "127.0.0.1:9000:9000", "--ipc=host", "--pid", "host", "--runtime", "nvidia",
+        "--security-opt", "seccomp=unconfined", "--label", "team=ml", "--add-host",
+        "node2:10.0.0.2", "--hostname", "gpu1", "--restart", "always", "--memory", "64g",
+        "--cpus", "8", "--cpuset-cpus", "0-7", "--user", "0:0", "--workdir", "/work",
+        "--ulimit", "memlock=-1", "--ulimit", "nofile=1024:2048", "--device", "/dev/infiniband",
+        "--device", "/dev/x:/dev/y:rw", "--cap-add", "IPC_LOCK", "--privileged", "--shm-size",
+        "16g", "--gpus", "all", "--name", "n1", "--api-key-file", str(key), "--serve", "/m",
+        "--serve-args", "-pp 2", tmp_path=tmp_path, FROM_SHELL="yes")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    kw = out["containers.run"]
+    env = kw["environment"]
+    assert env["NCCL_IB_HCA"] == "mlx5" and env["FROM_SHELL"] == "yes"
+    assert env["VLLM_HOST_IP"] == "10.0.0.1" and env["HF_TOKEN"] == "***"
+    assert env["ONENODE_API_KEY_FILE"] == "/run/onenode/api_key"
+    assert env["RAY_AUTH_MODE"] == "token"
+    assert {(m["Source"], m["Target"], m["ReadOnly"]) for m in kw["mounts"]} >= {
+        ("/models", "/models", True), (str(key.resolve()), "/run/onenode/api_key", True)}
+    expected = {"ipc_mode": "host", "pid_mode": "host", "runtime": "nvidia",
+                "security_opt": ["seccomp=unconfined"], "extra_hosts": {"node2": "10.0.0.2"},
+                "hostname": "gpu1", "restart_policy": {"Name": "always", "MaximumRetryCount": 0},
+                "mem_limit": 64 << 30, "nano_cpus": 8 * 10**9, "cpuset_cpus": "0-7",
+                "user": "0:0", "working_dir": "/work", "cap_add": ["IPC_LOCK"],
+                "privileged": True, "shm_size": 16 << 30, "name": "n1", "network_mode": "host",
+                "devices": ["/dev/infiniband:/dev/infiniband:rwm", "/dev/x:/dev/y:rw"],
+                "ulimits": [{"Name": "memlock", "Soft": -1, "Hard": -1},
+                            {"Name": "nofile", "Soft": 1024, "Hard": 2048}]}
+    assert {k: kw[k] for k in expected} == expected
+    assert kw["labels"]["team"] == "ml" and kw["device_requests"][0]["Count"] == -1
+    assert out["exec_run"]["cmd"][-2:] == ["-pp", "2"]
+    # host network: Docker drops -p; the dry-run shows exactly what is sent
+    assert "ports" not in kw
+    assert "sk-dry-run-never-shown" not in res.stdout + res.stderr
+    assert "hf_secret_never_shown" not in res.stdout + res.stderr
+    assert not (tmp_path / "cache" / "ray_token").exists()  # a dry run creates nothing
+
+
+def test_serve_on_host_network_without_a_key_is_refused(tmp_path):
+    res = run_cluster(*HEAD, str(tmp_path), "--serve", "/m", tmp_path=tmp_path)
+    assert res.returncode == 2
+    assert res.stderr.startswith("error: the API would listen on 0.0.0.0:8000 (host network)")
+    assert "--api-key-file" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert "docker" not in res.stderr.lower().split("(host network)")[0]
+
+
+@pytest.mark.parametrize("extra", [["--allow-unauthenticated"], ["-e", "VLLM_API_KEY"],
+                                   ["--serve-args", "--host 127.0.0.1"]])
+def test_serve_goes_on_with_a_key_loopback_or_explicit_opt_out(tmp_path, extra):
+    res = run_cluster(*HEAD, str(tmp_path), "--serve", "/m", "--dry-run", *extra,
+                      tmp_path=tmp_path, VLLM_API_KEY="sk-from-shell-1234")
+    assert res.returncode == 0, res.stderr
+    assert ("without a key" in res.stdout + res.stderr) == (extra[0] == "--allow-unauthenticated")
+    assert "sk-from-shell-1234" not in res.stdout + res.stderr
+
+
+def test_key_in_serve_args_is_refused(tmp_path):
+    res = run_cluster(*HEAD, str(tmp_path), "--serve", "/m", "--serve-args", "--api-key k",
+                      tmp_path=tmp_path)
+    assert res.returncode == 2 and "--api-key-file" in res.stderr
+
+
+def test_unknown_option_and_missing_key_file_are_one_line_errors(tmp_path):
+    res = run_cluster(*HEAD, str(tmp_path), "--blkio-weight", "5", tmp_path=tmp_path)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+    assert "--ipc" in res.stderr
+    res = run_cluster(*HEAD, str(tmp_path), "--dry-run", "--api-key-file", "/nonexistent/k",
+                      tmp_path=tmp_path)
+    assert res.returncode == 2 and res.stderr.startswith("error: --api-key-file /nonexistent/k")

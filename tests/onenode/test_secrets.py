@@ -1,0 +1,19 @@
+import pytest
+
+from onenode.errors import ConfigError
+from onenode.secrets import read_key_file
+
+
+def test_read_key_file_strips_and_resolves(tmp_path):
+    f = tmp_path / "key"
+    f.write_text("  s3cret-key\n")
+    assert read_key_file(f) == (f.resolve(), "s3cret-key")
+
+
+@pytest.mark.parametrize("content", [None, "\n"])
+def test_missing_or_empty_key_file_names_the_flag(tmp_path, content):
+    f = tmp_path / "key"
+    if content is not None:
+        f.write_text(content)
+    with pytest.raises(ConfigError, match="^--api-key-file "):
+        read_key_file(f)
