@@ -103,8 +103,17 @@ def _port_bindings(ports) -> dict:
 
 
 def start(c, spec: ContainerSpec):
-    """Create and start the container, pinned to its IP on a project network when given."""
-    return c.containers.run(**run_kwargs(spec))
+    """Create and start the container, pinned to its IP on a project network when given. A
+    daemon refusal (an option this host does not allow) is one line, and nothing is left over."""
+    import docker
+
+    try:
+        return c.containers.run(**run_kwargs(spec))
+    except docker.errors.APIError as exc:
+        remove(c, spec.name, timeout=1)  # created but not started
+        reason = " ".join(str(exc.explanation or exc).split())[-300:]
+        raise ClusterError(f"Docker refused to start {spec.name}: {reason}; check the docker "
+                           f"options (`run_cluster ... --dry-run` prints what is sent)") from None
 
 
 def get(c, name: str):

@@ -107,3 +107,66 @@ def test_unknown_option_and_missing_key_file_are_one_line_errors(tmp_path):
     res = run_cluster(*HEAD, str(tmp_path), "--dry-run", "--api-key-file", "/nonexistent/k",
                       tmp_path=tmp_path)
     assert res.returncode == 2 and res.stderr.startswith("error: --api-key-file /nonexistent/k")
+
+
+@pytest.mark.docker
+def test_operator_options_reach_docker(docker_cluster, cluster_hf_home):
+    """A worker started with the options of multi-node guides joins, and Docker holds each."""
+    from cluster import backend
+
+    ip = docker_cluster.head_ip.rsplit(".", 1)[0] + ".45"
+    name = f"{docker_cluster.name}-opts"
+    argv = [os.environ.get("ONENODE_TEST_IMAGE", "onenode:latest"), docker_cluster.head_ip,
+            "--worker", str(cluster_hf_home), "--network", docker_cluster.network, "--ip", ip,
+            "-e", f"VLLM_HOST_IP={ip}", "--name", name, "--cluster-name", docker_cluster.name,
+            "--ray-token-file", docker_cluster.token_path, "--num-cpus", "1",
+            "--object-store-memory", "128m", "--shm-size=1g", "--detach", "--ipc", "host",
+            "--ulimit", "memlock=4194304", "--ulimit", "nofile=4096:8192", "--cap-add", "IPC_LOCK",
+            "--security-opt", "seccomp=unconfined", "--label", "team=ml", "--add-host",
+            "node9:10.9.9.9", "--hostname", "gpu-node", "--restart", "on-failure:2",
+            "--memory", "3g", "--cpus", "1.5", "--cpuset-cpus", "0", "--user", "0",
+            "--workdir", "/tmp", "--device", "/dev/null:/dev/onenull:rw"]
+    c = backend.client()
+    try:
+        res = subprocess.run([sys.executable, "-m", "cluster.run_cluster", *argv], cwd=REPO,
+                             capture_output=True, text=True, timeout=180,
+                             env=dict(os.environ, PYTHONPATH=str(REPO)))
+        assert res.returncode == 0, res.stderr
+        host = backend.get(c, name).attrs["HostConfig"]
+        assert host["IpcMode"] == "host" and "seccomp=unconfined" in host["SecurityOpt"]
+        assert {u["Name"]: (u["Soft"], u["Hard"]) for u in host["Ulimits"]} == \
+            {"memlock": (4194304, 4194304), "nofile": (4096, 8192)}
+        assert host["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 2}
+        assert host["Memory"] == 3 << 30 and host["NanoCpus"] == 1_500_000_000
+        assert host["CpusetCpus"] == "0" and host["ExtraHosts"] == ["node9:10.9.9.9"]
+        assert "CAP_IPC_LOCK" in host["CapAdd"] or "IPC_LOCK" in host["CapAdd"]
+        assert host["Devices"] == [{"PathOnHost": "/dev/null", "PathInContainer": "/dev/onenull",
+                                    "CgroupPermissions": "rw"}]
+        code, out = backend.exec_in(c, name, ["sh", "-c", "hostname; pwd; ulimit -l"])
+        assert code == 0 and out.split() == ["gpu-node", "/tmp", "4096"], out
+    finally:
+        backend.remove(c, name, timeout=1)
+
+
+@pytest.mark.docker
+def test_an_option_the_daemon_refuses_is_one_line_and_leaves_nothing(docker_cluster,
+                                                                      cluster_hf_home):
+    """memlock beyond what the daemon may grant (unlimited, on a host that caps it)."""
+    import resource
+
+    from cluster import backend
+
+    if resource.getrlimit(resource.RLIMIT_MEMLOCK)[1] == resource.RLIM_INFINITY:
+        pytest.skip("this host allows unlimited memlock")
+    name = f"{docker_cluster.name}-refused"
+    ip = docker_cluster.head_ip.rsplit(".", 1)[0] + ".46"
+    res = subprocess.run(
+        [sys.executable, "-m", "cluster.run_cluster",
+         os.environ.get("ONENODE_TEST_IMAGE", "onenode:latest"), docker_cluster.head_ip,
+         "--worker", str(cluster_hf_home), "--network", docker_cluster.network, "--ip", ip,
+         "--name", name, "--ray-token-file", docker_cluster.token_path, "--ulimit",
+         "memlock=-1", "--detach"], cwd=REPO, capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith(f"error: Docker refused to start {name}")
+    assert backend.get(backend.client(), name) is None
