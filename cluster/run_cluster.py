@@ -16,7 +16,7 @@ from cluster.args import help_text, parse_run_cluster, wants_help
 from cluster.node import resolve_spec, start_node
 from cluster.progress import step
 from onenode.errors import OnenodeError
-from onenode.secrets import is_secret, mask_text, mask_value, read_key_file
+from onenode.secrets import mask_text, mask_value, read_key_file, secret_values
 
 
 def run(argv: list[str]) -> int:
@@ -98,8 +98,7 @@ def _follow(name: str, secrets: list[str]) -> int:
     c = backend.client()
     try:
         container = backend.get(c, name)
-        secrets = secrets + [v for k, v in backend.container_env(container).items()
-                             if is_secret(k)]
+        secrets = secrets + secret_values(backend.container_env(container))
         step(f"{name} is ready; following its logs (Ctrl-C stops and removes it)")
         for chunk in backend.follow_logs(container):
             sys.stdout.write(mask_text(chunk.decode(errors="replace"), secrets))

@@ -17,7 +17,7 @@ from cluster.progress import step
 from cluster.status import cluster_status
 from onenode import names
 from onenode.errors import ClusterError
-from onenode.secrets import is_secret, mask_text
+from onenode.secrets import mask_text, secret_values
 
 LOG = "/tmp/onenode-serve.log"
 
@@ -104,7 +104,7 @@ def check_key(c, head: str, serve_args: list[str], allow_unauthenticated: bool) 
                                     "FILE`")
     if warning:
         step(f"[yellow]warning[/]: {warning}")
-    secrets = [v for k, v in env.items() if is_secret(k)]
+    secrets = secret_values(env)
     if env.get(api_key.KEY_FILE_ENV):
         code, out = backend.exec_in(c, head, ["cat", env[api_key.KEY_FILE_ENV]])
         secrets += [out.strip()] if code == 0 else []

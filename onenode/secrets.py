@@ -24,6 +24,13 @@ def mask_env(env: dict[str, str]) -> dict[str, str]:
     return {k: mask_value(k, v) for k, v in env.items()}
 
 
+def secret_values(env: dict[str, str]) -> list[str]:
+    """Values to mask from an environment: those of secret-named variables, except variables that
+    name a file holding the secret (RAY_AUTH_TOKEN_PATH, ONENODE_API_KEY_FILE): a path is no
+    secret, and masking it would garble ordinary log lines."""
+    return [v for k, v in env.items() if is_secret(k) and not k.endswith(("_PATH", "_FILE"))]
+
+
 def mask_text(text: str, secrets: list[str]) -> str:
     """Replace known secret values wherever they appear (e.g. in captured logs). Values shorter
     than 4 characters are left alone: masking them would garble ordinary text."""
