@@ -132,20 +132,20 @@ def build_spec(args: RunClusterArgs, env: dict[str, str], node_ip: str | None,
 def _docker_options(args: RunClusterArgs, gpus: str | None) -> dict:
     """The `docker run` options, each read the docker CLI's way (cluster/docker_values.py)."""
     ulimits = {u[0]: u for u in map(dv.ulimit, args.ulimits)}  # docker: the last one wins
-    return dict(
-        cap_add=tuple(args.cap_add), privileged=args.privileged,
-        shm_size=parse_bytes(args.shm_size, flag="--shm-size"), gpus=args.gpus or gpus,
-        devices=tuple(dv.device(d) for d in args.devices), network=args.network, ip=args.ip,
-        ulimits=tuple(ulimits.values()), runtime=args.runtime,
-        security_opt=tuple(args.security_opt),
-        ipc_mode=dv.namespace("--ipc", args.ipc, dv.IPC_MODES),
-        pid_mode=dv.namespace("--pid", args.pid, dv.PID_MODES),
-        extra_hosts=tuple(dv.add_host(h) for h in args.add_hosts), hostname=args.hostname,
-        restart=dv.restart(args.restart),
-        mem_limit=parse_bytes(args.memory, flag="--memory") if args.memory else None,
-        nano_cpus=dv.cpus(args.cpus) if args.cpus else None,
-        cpuset_cpus=dv.cpuset(args.cpuset_cpus) if args.cpuset_cpus else None,
-        user=args.user, working_dir=args.workdir)
+    return {
+        "cap_add": tuple(args.cap_add), "privileged": args.privileged,
+        "shm_size": parse_bytes(args.shm_size, flag="--shm-size"), "gpus": args.gpus or gpus,
+        "devices": tuple(dv.device(d) for d in args.devices), "network": args.network,
+        "ip": args.ip, "ulimits": tuple(ulimits.values()), "runtime": args.runtime,
+        "security_opt": tuple(args.security_opt),
+        "ipc_mode": dv.namespace("--ipc", args.ipc, dv.IPC_MODES),
+        "pid_mode": dv.namespace("--pid", args.pid, dv.PID_MODES),
+        "extra_hosts": tuple(dv.add_host(h) for h in args.add_hosts),
+        "hostname": args.hostname, "restart": dv.restart(args.restart),
+        "mem_limit": parse_bytes(args.memory, flag="--memory") if args.memory else None,
+        "nano_cpus": dv.cpus(args.cpus) if args.cpus else None,
+        "cpuset_cpus": dv.cpuset(args.cpuset_cpus) if args.cpuset_cpus else None,
+        "user": args.user, "working_dir": args.workdir}
 
 
 def _user_labels(items: list[str]):

@@ -19,7 +19,7 @@ def run_cluster(*argv: str, tmp_path: Path, **env: str) -> subprocess.CompletedP
     full_env = dict(os.environ, PYTHONPATH=str(REPO), ONENODE_CACHE=str(tmp_path / "cache"),
                     DOCKER_HOST="unix:///nonexistent/docker.sock", **env)
     return subprocess.run([sys.executable, "-m", "cluster.run_cluster", *argv], cwd=REPO,
-                          capture_output=True, text=True, timeout=60, env=full_env)
+                          capture_output=True, text=True, timeout=60, env=full_env, check=False)
 
 
 @pytest.mark.parametrize("flag", ["-h", "--help"])
@@ -129,7 +129,7 @@ def test_operator_options_reach_docker(docker_cluster, cluster_hf_home):
     c = backend.client()
     try:
         res = subprocess.run([sys.executable, "-m", "cluster.run_cluster", *argv], cwd=REPO,
-                             capture_output=True, text=True, timeout=180,
+                             capture_output=True, text=True, timeout=180, check=False,
                              env=dict(os.environ, PYTHONPATH=str(REPO)))
         assert res.returncode == 0, res.stderr
         host = backend.get(c, name).attrs["HostConfig"]
@@ -166,7 +166,7 @@ def test_an_option_the_daemon_refuses_is_one_line_and_leaves_nothing(docker_clus
          "--worker", str(cluster_hf_home), "--network", docker_cluster.network, "--ip", ip,
          "--name", name, "--ray-token-file", docker_cluster.token_path, "--ulimit",
          "memlock=-1", "--detach"], cwd=REPO, capture_output=True, text=True, timeout=120,
-        env=dict(os.environ, PYTHONPATH=str(REPO)))
+        check=False, env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
     assert res.stderr.strip().splitlines()[-1].startswith(f"error: Docker refused to start {name}")
     assert backend.get(backend.client(), name) is None

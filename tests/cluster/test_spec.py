@@ -1,8 +1,8 @@
 import pytest
 
+from cluster.api_key import API_KEY_MOUNT, KEY_FILE_ENV
 from cluster.args import parse_run_cluster
 from cluster.docker_values import parse_env
-from cluster.api_key import API_KEY_MOUNT, KEY_FILE_ENV
 from cluster.spec import TOKEN_MOUNT, build_spec
 from onenode.errors import ConfigError
 from onenode.secrets import mask_env, mask_text
