@@ -13,6 +13,11 @@ from onenode.paths import onenode_cache
 DEFAULT_TOKEN = onenode_cache() / "ray_token"
 
 
+def token_path(path: str | Path | None = None) -> Path:
+    """The token file a node would use (nothing is created)."""
+    return (Path(path).expanduser() if path else DEFAULT_TOKEN).resolve()
+
+
 def ensure_token(path: str | Path | None = None, create: bool = True) -> Path:
     """Return the token file, generating one (32 random bytes, hex) when allowed and missing."""
     token = Path(path).expanduser() if path else DEFAULT_TOKEN

@@ -52,39 +52,68 @@ def build_image(c, context: str, tag: str) -> None:
                            description=line[:70])
 
 
-def _run_kwargs(spec: ContainerSpec) -> dict:
+def run_kwargs(spec: ContainerSpec) -> dict:
+    """The docker-py `containers.run(**kwargs)` for a spec: what `run_cluster --dry-run` prints
+    and what `start` passes (no daemon needed to build it)."""
     from docker.types import DeviceRequest, Mount, Ulimit
 
-    kw = dict(image=spec.image, command=list(spec.command), name=spec.name,
-              environment=spec.env_dict(), detach=True, cap_add=list(spec.cap_add) or None,
-              privileged=spec.privileged, shm_size=spec.shm_size or None,
-              devices=list(spec.devices) or None, labels=dict(spec.labels),
-              mounts=[Mount(m.target, m.source, type="bind", read_only=m.read_only)
-                      for m in spec.mounts],
-              ulimits=[Ulimit(name=n, soft=s, hard=h) for n, s, h in spec.ulimits] or None)
+    kw = {"image": spec.image, "command": list(spec.command), "name": spec.name,
+          "environment": spec.env_dict(), "detach": True, "labels": dict(spec.labels),
+          "mounts": [Mount(m.target, m.source, type="bind", read_only=m.read_only)
+                     for m in spec.mounts],
+          "cap_add": list(spec.cap_add) or None, "privileged": spec.privileged,
+          "shm_size": spec.shm_size or None, "devices": list(spec.devices) or None,
+          "ulimits": [Ulimit(name=n, soft=s, hard=h) for n, s, h in spec.ulimits] or None,
+          "security_opt": list(spec.security_opt) or None,
+          "extra_hosts": dict(spec.extra_hosts) or None,
+          "restart_policy": {"Name": spec.restart[0], "MaximumRetryCount": spec.restart[1]},
+          "runtime": spec.runtime, "ipc_mode": spec.ipc_mode, "pid_mode": spec.pid_mode,
+          "hostname": spec.hostname, "mem_limit": spec.mem_limit, "nano_cpus": spec.nano_cpus,
+          "cpuset_cpus": spec.cpuset_cpus, "user": spec.user, "working_dir": spec.working_dir}
+    kw = {k: v for k, v in kw.items() if v is not None}
     if spec.gpus:
-        count = -1 if spec.gpus == "all" else None
-        ids = None if count else spec.gpus.removeprefix("device=").split(",")
-        if count is None and len(ids) == 1 and ids[0].isdigit() and "device=" not in spec.gpus:
-            count, ids = int(ids[0]), None
-        kw["device_requests"] = [DeviceRequest(count=count, device_ids=ids,
-                                               capabilities=[["gpu"]])]
-    if spec.network == "host":
+        kw["device_requests"] = [DeviceRequest(capabilities=[["gpu"]], **_gpu_request(spec.gpus))]
+    if spec.network == "host":  # Docker discards published ports on the host network
         kw["network_mode"] = "host"
-    elif spec.ports:
-        kw["ports"] = {f"{cport}/tcp": (hip, hport) for cport, hip, hport in spec.ports}
+        return kw
+    kw["network"] = spec.network
+    if spec.ports:
+        kw["ports"] = _port_bindings(spec.ports)
+    if spec.ip:
+        family = "IPv6Address" if ":" in spec.ip else "IPv4Address"
+        kw["networking_config"] = {spec.network: {"IPAMConfig": {family: spec.ip}}}
     return kw
 
 
+def _gpu_request(gpus: str) -> dict:
+    """docker --gpus: all | N | device=0,1 | 0,1."""
+    if gpus == "all":
+        return {"count": -1}
+    ids = gpus.removeprefix("device=").split(",")
+    if len(ids) == 1 and ids[0].isdigit() and not gpus.startswith("device="):
+        return {"count": int(ids[0])}
+    return {"device_ids": ids}
+
+
+def _port_bindings(ports) -> dict:
+    out: dict[str, list] = {}
+    for cport, host_ip, host_port in ports:
+        out.setdefault(cport, []).append((host_ip, host_port))
+    return {k: v[0] if len(v) == 1 else v for k, v in out.items()}
+
+
 def start(c, spec: ContainerSpec):
-    """Create and start the container, pinned to its IP on a project network when given."""
-    kw = _run_kwargs(spec)
-    if spec.network != "host":
-        kw["network"] = spec.network
-        if spec.ip:
-            kw["networking_config"] = {
-                spec.network: c.api.create_endpoint_config(ipv4_address=spec.ip)}
-    return c.containers.run(**kw)
+    """Create and start the container, pinned to its IP on a project network when given. A
+    daemon refusal (an option this host does not allow) is one line, and nothing is left over."""
+    import docker
+
+    try:
+        return c.containers.run(**run_kwargs(spec))
+    except docker.errors.APIError as exc:
+        remove(c, spec.name, timeout=1)  # created but not started
+        reason = " ".join(str(exc.explanation or exc).split())[-300:]
+        raise ClusterError(f"Docker refused to start {spec.name}: {reason}; check the docker "
+                           f"options (`run_cluster ... --dry-run` prints what is sent)") from None
 
 
 def get(c, name: str):
@@ -207,6 +236,17 @@ def logs_tail(container, tail: int = 400) -> str:
 def follow_logs(container):
     """`docker logs -f`: bytes chunks until the container stops."""
     return container.logs(stream=True, follow=True)
+
+
+def host_network(container) -> bool:
+    return container.attrs.get("HostConfig", {}).get("NetworkMode") == "host"
+
+
+def published_ips(container, port: int) -> list[str]:
+    """Host addresses container port `port`/tcp is published on ('' = every interface)."""
+    bindings = (container.attrs.get("HostConfig", {}).get("PortBindings") or {}).get(
+        f"{port}/tcp") or []
+    return [b.get("HostIp", "") for b in bindings]
 
 
 def container_env(container) -> dict[str, str]:

@@ -14,7 +14,7 @@ image_app = typer.Typer(help="The onenode container image.", no_args_is_help=Tru
 def _env(items: list[str]) -> dict:
     out = {}
     for item in items or []:
-        if "=" not in item:
+        if not item.split("=", 1)[0] or "=" not in item:
             raise typer.BadParameter(f"{item!r}: use -e KEY=VALUE")
         k, v = item.split("=", 1)
         out[k] = v
@@ -34,7 +34,11 @@ def up(
                                                          "/root/.cache/huggingface")] = None,
     env: Annotated[Optional[list[str]], typer.Option("--env", "-e", help="KEY=VALUE on every "
                                                                          "node")] = None,
-    no_ray_auth: Annotated[bool, typer.Option(help="turn Ray token auth off (unsafe)")] = False,
+    ray_auth: Annotated[bool, typer.Option("--ray-auth/--no-ray-auth",
+                                           help="Ray token auth (off is unsafe)")] = True,
+    api_key_file: Annotated[Optional[Path], typer.Option(
+        help="file holding the API key for `cluster serve`, mounted read-only in the "
+             "head")] = None,
     replace: Annotated[bool, typer.Option(help="recreate nodes whose spec differs")] = False,
     api_port: Annotated[int, typer.Option(help="host loopback port for `cluster serve`")] = 8000,
 ):
@@ -43,11 +47,12 @@ def up(
     from cluster.progress import step
     from cluster.status import cluster_status, render
 
-    if no_ray_auth:
-        step("[yellow]warning[/]: Ray token auth is off; anything that reaches the nodes can "
-             "use the cluster")
+    if not ray_auth:
+        step("[yellow]warning[/]: Ray token auth is off (RAY_AUTH_MODE=disabled); anything that "
+             "reaches the nodes can use the cluster")
     info = do_up(nodes, name, image, subnet, cpus_per_node, object_store_memory, hf_home,
-                 _env(env), not no_ray_auth, replace=replace, api_port=api_port)
+                 _env(env), ray_auth, replace=replace, api_port=api_port,
+                 api_key_file=str(api_key_file) if api_key_file else None)
     render(cluster_status(info.name))
     step(f"inside: docker exec {info.head} ray status   |   stop: onenode cluster down"
          + ("" if name == "onenode" else f" --name {name}"))
@@ -93,12 +98,16 @@ def serve(
     name: Annotated[str, typer.Option()] = "onenode",
     port: Annotated[int, typer.Option(help="host loopback port published at `cluster up`")] = 8000,
     detach: Annotated[bool, typer.Option(help="return once the API answers")] = False,
+    allow_unauthenticated: Annotated[bool, typer.Option(
+        help="serve an API reachable beyond loopback without a key (unsafe)")] = False,
 ):
     """Serve MODEL in the head container across the cluster; extra flags go to `onenode serve`
-    (e.g. --pipeline-parallel-size 3)."""
+    (e.g. --pipeline-parallel-size 3). An API reachable beyond loopback needs a key: start the
+    head with --api-key-file."""
     from cluster.serve import cluster_serve
 
-    cluster_serve(model, list(ctx.args), name, port, detach)
+    cluster_serve(model, list(ctx.args), name, port, detach,
+                  allow_unauthenticated=allow_unauthenticated)
 
 
 @cluster_app.command("serve-stop")

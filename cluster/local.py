@@ -71,7 +71,7 @@ def up(nodes: int = 3, name: str = DEFAULT_NAME, image: str = "onenode:latest",
        subnet: str | None = None, cpus_per_node: int = 2, object_store_memory: str = "512m",
        hf_home: Path | None = None, env: dict | None = None, ray_auth: bool = True,
        token_file: str | None = None, replace: bool = False,
-       api_port: int | None = None) -> ClusterInfo:
+       api_port: int | None = None, api_key_file: str | None = None) -> ClusterInfo:
     if nodes < 1:
         raise ClusterError("--nodes must be >= 1")
     c = backend.client()
@@ -90,6 +90,7 @@ def up(nodes: int = 3, name: str = DEFAULT_NAME, image: str = "onenode:latest",
                   replace=replace)
     head_args = node_args("head", ip=ips[0], token=token_file, **common)
     head_args.api_port = api_port  # `onenode cluster serve` answers on 127.0.0.1:api_port
+    head_args.api_key_file = api_key_file  # mounted read-only; `onenode serve` reads it
     start_node(head_args)
     token = str(ensure_token(token_file)) if ray_auth else None
     workers = [node_args("worker", ip=ip, token=token, **common) for ip in ips[1:]]

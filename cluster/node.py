@@ -1,33 +1,62 @@
 """Start one node (what `run_cluster` does): pre-flight checks, the spec, idempotency, readiness."""
 
 import os
+import shlex
 import socket
 from pathlib import Path
 
-from cluster import backend, ready
+from cluster import api_key, backend, ready
 from cluster.args import RunClusterArgs
-from cluster.auth import ensure_token
+from cluster.auth import ensure_token, token_path
+from cluster.docker_values import parse_env
 from cluster.progress import step
-from cluster.spec import GCS_PORT, LABEL_HASH, ContainerSpec, build_spec, parse_env
+from cluster.spec import GCS_PORT, LABEL_HASH, ContainerSpec, build_spec
 from onenode.errors import ClusterError, ConfigError
+from onenode.secrets import read_key_file
 
 HEAD_WAIT_S = 60.0
 
 
-def resolve_spec(args: RunClusterArgs, caller_env: dict[str, str]) -> ContainerSpec:
-    """All I/O needed by the pure spec builder: env files, token file, GPUs, node IP."""
+def resolve_spec(args: RunClusterArgs, caller_env: dict[str, str],
+                 create_token: bool = True) -> ContainerSpec:
+    """All I/O needed by the pure spec builder: env files, token and key files, GPUs, node IP.
+    Touches no Docker, so a refused option never reaches the daemon (and --dry-run needs none);
+    `create_token=False` leaves a missing head token to be generated at the real start."""
     lines = []
     for f in args.env_files:
-        if not Path(f).exists():
-            raise ConfigError(f"--env-file {f} does not exist")
-        lines += Path(f).read_text().splitlines()
+        try:
+            text = Path(f).read_text()
+        except OSError as exc:
+            raise ConfigError(f"--env-file {f} cannot be read ({exc.strerror}); check the "
+                              f"path") from None
+        lines += [(f, n, line) for n, line in enumerate(text.splitlines(), 1)]
     env = parse_env(args.env, lines, caller_env)
     node_ip = env.get("VLLM_HOST_IP") or args.ip or (args.head_ip if args.role == "head" else None)
     token = None
     if not args.no_ray_auth:
-        token = str(ensure_token(args.ray_token_file, create=args.role == "head"))
-    ports = ((8000, "127.0.0.1", args.api_port),) if args.api_port else ()
-    return build_spec(args, env, node_ip, token, detect_gpus(), ports)
+        create = args.role == "head" and create_token
+        token = str(token_path(args.ray_token_file) if args.role == "head" and not create
+                    else ensure_token(args.ray_token_file, create=create))
+    key_file = str(read_key_file(args.api_key_file)[0]) if args.api_key_file else None
+    ports = (("8000/tcp", "127.0.0.1", args.api_port),) if args.api_port else ()
+    spec = build_spec(args, env, node_ip, token, detect_gpus(), ports, key_file)
+    if args.serve:
+        check_run_cluster_serving(args, spec)
+    return spec
+
+
+def check_run_cluster_serving(args: RunClusterArgs, spec: ContainerSpec) -> None:
+    """`--serve` refuses an API beyond loopback without a key (before anything starts)."""
+    serve_args = shlex.split(args.serve_args)
+    api_key.refuse_key_in_argv(serve_args)
+    _, port = api_key.serve_address(serve_args)
+    published = [ip for cport, ip, _ in spec.ports if cport == f"{port}/tcp"]
+    where = api_key.exposure(spec.network == "host", serve_args, published)
+    warning = api_key.check_serving(where, api_key.has_key(spec.env_dict(), serve_args),
+                                    args.allow_unauthenticated,
+                                    "a file holding the key, mounted read-only")
+    if warning:
+        step(f"[yellow]warning[/]: {warning}")
 
 
 def detect_gpus() -> str | None:
@@ -89,8 +118,8 @@ def _port_free(port: int) -> bool:
 
 def start_node(args: RunClusterArgs, caller_env: dict | None = None):
     """Returns (container, started_now). Same spec already running -> left alone."""
-    c = backend.client()
     spec = resolve_spec(args, dict(os.environ) if caller_env is None else caller_env)
+    c = backend.client()
     existing = backend.get(c, spec.name)
     if existing is not None:
         same = existing.labels.get(LABEL_HASH) == dict(spec.labels)[LABEL_HASH]

@@ -4,22 +4,35 @@ Foreground by default, like vLLM's run_cluster.sh: the command lives as long as 
 Ctrl-C / SIGTERM stops and removes the container. `--detach` returns once the node is ready.
 """
 
+import json
+import os
+import shlex
 import signal
 import sys
 
 from cluster import backend
-from cluster.args import parse_run_cluster
-from cluster.node import start_node
+from cluster.api_key import SERVE_HOST, SERVE_PORT
+from cluster.args import help_text, parse_run_cluster, wants_help
+from cluster.node import resolve_spec, start_node
 from cluster.progress import step
 from onenode.errors import OnenodeError
-from onenode.secrets import is_secret, mask_text
+from onenode.secrets import mask_text, mask_value, read_key_file, secret_values
 
 
 def run(argv: list[str]) -> int:
+    if wants_help(argv):
+        print(help_text())
+        return 0
     args = parse_run_cluster(argv)
+    if args.dry_run:
+        print(json.dumps(dry_run(args), indent=2, sort_keys=True))
+        return 0
     if args.no_ray_auth:
-        step("[yellow]warning[/]: --no-ray-auth: Ray token auth is off; anything that reaches "
-             "this node can use the cluster")
+        step("[yellow]warning[/]: --no-ray-auth: Ray token auth is off (RAY_AUTH_MODE=disabled); "
+             "anything that reaches this node can use the cluster")
+    if args.publish and args.network == "host":
+        step("[yellow]warning[/]: -p/--publish is ignored on the host network (ports are the "
+             "host's already)")
     # SIGTERM behaves like Ctrl-C: a node still starting is removed (start_node), a running
     # foreground node is stopped and removed (_follow).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -35,33 +48,57 @@ def run(argv: list[str]) -> int:
         if args.detach:
             step(f"{name} is ready ({args.role}); stop it with `docker rm -f {name}`")
             return 0
-        return _follow(name)
+        key = read_key_file(args.api_key_file)[1] if args.api_key_file else None
+        return _follow(name, [key] if key else [])
     except KeyboardInterrupt:  # before _follow took over: the foreground node still goes
         if not args.detach:
             backend.remove(backend.client(), name)
         return 130
 
 
-def _start_serving(container, args) -> None:
-    """`--serve MODEL`: the head also runs `onenode serve` (log: /tmp/onenode-serve.log); the
-    engine waits for the devices it needs through Ray, like `onenode cluster serve`."""
-    import shlex
+def dry_run(args) -> dict:
+    """What `run_cluster` would pass to docker-py, touching no Docker: `containers.run` kwargs
+    (and the `exec_run` of --serve). Secret-named env values are masked; a missing head token is
+    generated only at the real start."""
+    spec = resolve_spec(args, dict(os.environ), create_token=False)
+    kwargs = backend.run_kwargs(spec)
+    # Paths to secret files (RAY_AUTH_TOKEN_PATH, ONENODE_API_KEY_FILE) are shown, values not.
+    kwargs["environment"] = {k: v if k.endswith(("_PATH", "_FILE")) else mask_value(k, v)
+                             for k, v in kwargs["environment"].items()}
+    out = {"containers.run": kwargs}
+    if args.serve:
+        cmd, env = serve_exec(args)
+        out["exec_run"] = {"container": spec.name, "cmd": cmd, "environment": env,
+                           "detach": True}
+    return out
 
+
+def serve_exec(args) -> tuple[list[str], dict[str, str]]:
+    """`--serve MODEL`: the head also runs `onenode serve` (log: /tmp/onenode-serve.log). The key,
+    if any, is read by the server from the mounted file the container env names."""
     from cluster.serve import LOG
 
     cmd = ["python", "-m", "cluster.detached", LOG, "onenode", "serve", args.serve,
-           "--host", "0.0.0.0", "--port", "8000", *shlex.split(args.serve_args)]
+           "--host", SERVE_HOST, "--port", str(SERVE_PORT), *shlex.split(args.serve_args)]
     # Workers usually join after the head: let the engine wait for them for up to 10 minutes.
-    backend.exec_detached(backend.client(), container.name, cmd, {"ONENODE_RAY_WAIT_S": "600"})
+    return cmd, {"ONENODE_RAY_WAIT_S": "600"}
+
+
+def _start_serving(container, args) -> None:
+    """The engine waits for the devices it needs through Ray, like `onenode cluster serve`."""
+    from cluster.serve import LOG
+
+    cmd, env = serve_exec(args)
+    backend.exec_detached(backend.client(), container.name, cmd, env)
     step(f"started `onenode serve {args.serve}` in {container.name} on port 8000; "
          f"log: docker exec {container.name} tail -f {LOG}")
 
 
-def _follow(name: str) -> int:
+def _follow(name: str, secrets: list[str]) -> int:
     c = backend.client()
     try:
         container = backend.get(c, name)
-        secrets = [v for k, v in backend.container_env(container).items() if is_secret(k)]
+        secrets = secrets + secret_values(backend.container_env(container))
         step(f"{name} is ready; following its logs (Ctrl-C stops and removes it)")
         for chunk in backend.follow_logs(container):
             sys.stdout.write(mask_text(chunk.decode(errors="replace"), secrets))

@@ -1,8 +1,9 @@
 """`onenode cluster serve MODEL [serve flags]`: serve inside the cluster's head container.
 
 Waits (bounded) until the Ray cluster has the devices T x P needs, checks the model is at the same
-path on every node (naming the nodes that lack it), starts `onenode serve` in the head, and waits
-until the API answers on the host's loopback port published at `cluster up`.
+path on every node (naming the nodes that lack it), refuses an API reachable beyond loopback
+without a key, starts `onenode serve` in the head, and waits until the API answers on the host's
+loopback port published at `cluster up`. Secrets are masked in everything it prints.
 """
 
 import threading
@@ -10,11 +11,13 @@ import time
 import urllib.error
 import urllib.request
 
-from cluster import backend
+from cluster import api_key, backend
+from cluster.api_key import SERVE_HOST, SERVE_PORT
 from cluster.progress import step
 from cluster.status import cluster_status
 from onenode import names
 from onenode.errors import ClusterError
+from onenode.secrets import mask_text, secret_values
 
 LOG = "/tmp/onenode-serve.log"
 
@@ -53,25 +56,27 @@ def check_model_everywhere(c, rows: list[dict], model: str) -> None:
 
 
 def cluster_serve(model: str, serve_args: list[str], name: str = "onenode", port: int = 8000,
-                  detach: bool = False, timeout: float = 600.0) -> str:
+                  detach: bool = False, timeout: float = 600.0,
+                  allow_unauthenticated: bool = False) -> str:
     c = backend.client()
     rows = wait_for_devices(name, parallel_sizes(serve_args), 60)
     check_model_everywhere(c, rows, model)
     head = next(r["name"] for r in rows if r["role"] == "head")
+    secrets = check_key(c, head, serve_args, allow_unauthenticated)
     url = f"http://127.0.0.1:{port}"
     if _alive(c, head):
         step(f"`onenode serve` already runs in {head}; stop it with `onenode cluster serve-stop`")
-        _wait_healthy(c, head, url, timeout)
+        _wait_healthy(c, head, url, timeout, secrets)
         return url
     backend.exec_in(c, head, ["rm", "-f", LOG])
     cmd = ["python", "-m", "cluster.detached", LOG, "onenode", "serve", model,
-           "--host", "0.0.0.0", "--port", "8000", *serve_args]
+           "--host", SERVE_HOST, "--port", str(SERVE_PORT), *serve_args]
     backend.exec_detached(c, head, cmd)
     step(f"starting `onenode serve {model}` in {head}; logs: docker exec {head} cat {LOG}")
     stop = threading.Event()
-    threading.Thread(target=_stream_log, args=(c, head, stop), daemon=True).start()
+    threading.Thread(target=_stream_log, args=(c, head, stop, secrets), daemon=True).start()
     try:
-        _wait_healthy(c, head, url, timeout)
+        _wait_healthy(c, head, url, timeout, secrets)
         step(f"serving at {url}/v1 (stop: onenode cluster serve-stop"
              + ("" if name == "onenode" else f" --name {name}") + ")")
         if not detach:
@@ -84,7 +89,29 @@ def cluster_serve(model: str, serve_args: list[str], name: str = "onenode", port
     return url
 
 
-def _wait_healthy(c, head: str, url: str, timeout: float) -> None:
+def check_key(c, head: str, serve_args: list[str], allow_unauthenticated: bool) -> list[str]:
+    """Refuse an API beyond loopback without a key; returns the secret values to mask in what
+    this command prints (the head's secret env values and the key file's content)."""
+    api_key.refuse_key_in_argv(serve_args)
+    container = backend.get(c, head)
+    env = backend.container_env(container)
+    _, port = api_key.serve_address(serve_args)
+    where = api_key.exposure(backend.host_network(container), serve_args,
+                             backend.published_ips(container, port))
+    warning = api_key.check_serving(where, api_key.has_key(env, serve_args),
+                                    allow_unauthenticated, "start the head with run_cluster ... "
+                                    "--api-key-file FILE or `onenode cluster up --api-key-file "
+                                    "FILE`")
+    if warning:
+        step(f"[yellow]warning[/]: {warning}")
+    secrets = secret_values(env)
+    if env.get(api_key.KEY_FILE_ENV):
+        code, out = backend.exec_in(c, head, ["cat", env[api_key.KEY_FILE_ENV]])
+        secrets += [out.strip()] if code == 0 else []
+    return secrets
+
+
+def _wait_healthy(c, head: str, url: str, timeout: float, secrets: list[str]) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -94,7 +121,7 @@ def _wait_healthy(c, head: str, url: str, timeout: float) -> None:
             pass
         if not _alive(c, head):
             tail = " | ".join(backend.logs_of_file(c, head, LOG).strip().splitlines()[-3:])
-            raise ClusterError(f"onenode serve exited in {head}: {tail[:400]}")
+            raise ClusterError(f"onenode serve exited in {head}: {mask_text(tail, secrets)[:400]}")
         time.sleep(2)
     raise ClusterError(f"the server did not answer {url}/health within {timeout:.0f}s; see "
                        f"`docker exec {head} cat {LOG}`")
@@ -104,11 +131,11 @@ def _alive(c, head: str) -> bool:
     return backend.exec_in(c, head, ["pgrep", "-f", "onenode serve"])[0] == 0
 
 
-def _stream_log(c, head: str, stop: threading.Event) -> None:
+def _stream_log(c, head: str, stop: threading.Event, secrets: list[str]) -> None:
     for chunk in backend.exec_stream(c, head, ["tail", "-n", "+1", "-F", LOG]):
         if stop.is_set():
             break
-        print(chunk.decode(errors="replace"), end="", flush=True)
+        print(mask_text(chunk.decode(errors="replace"), secrets), end="", flush=True)
 
 
 def stop_serving(name: str = "onenode") -> None:

@@ -5,10 +5,13 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
+from cluster import docker_values as dv
+from cluster.api_key import API_KEY_MOUNT, KEY_FILE_ENV
 from cluster.args import RunClusterArgs, is_ip
 from onenode import names
 from onenode.errors import ConfigError
 from onenode.paths import CONTAINER_HF_HOME
+from onenode.units import parse_bytes
 
 TOKEN_MOUNT = "/run/onenode/ray_token"
 GCS_PORT = 6379
@@ -37,8 +40,21 @@ class ContainerSpec:
     network: str = "host"
     ip: str | None = None
     ulimits: tuple[tuple[str, int, int], ...] = ()
-    ports: tuple[tuple[int, str, int], ...] = ()  # (container port, host ip, host port)
+    # ("8000/tcp", host ip ("" = all), host port or None = any free one)
+    ports: tuple[tuple[str, str, int | None], ...] = ()
     labels: tuple[tuple[str, str], ...] = field(default=())
+    runtime: str | None = None
+    security_opt: tuple[str, ...] = ()
+    ipc_mode: str | None = None
+    pid_mode: str | None = None
+    extra_hosts: tuple[tuple[str, str], ...] = ()
+    hostname: str | None = None
+    restart: tuple[str, int] = ("unless-stopped", 0)  # (policy, max retries for on-failure)
+    mem_limit: int | None = None
+    nano_cpus: int | None = None
+    cpuset_cpus: str | None = None
+    user: str | None = None
+    working_dir: str | None = None
 
     def env_dict(self) -> dict[str, str]:
         return dict(self.env)
@@ -48,18 +64,6 @@ class ContainerSpec:
         data = asdict(self)
         data["labels"] = [kv for kv in self.labels if kv[0] != LABEL_HASH]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def parse_size(text: str) -> int:
-    """Docker-style sizes: 10.24g, 512m, 1024k, 2048."""
-    units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-    t = text.strip().lower().rstrip("b") if text.lower().endswith(("kb", "mb", "gb")) else \
-        text.strip().lower()
-    mult = units.get(t[-1:], None)
-    try:
-        return int(float(t[:-1]) * mult) if mult else int(float(t))
-    except ValueError:
-        raise ConfigError(f"size {text!r} is not a size like 10.24g, 512m or 1024") from None
 
 
 def container_name(args: RunClusterArgs, node_ip: str | None) -> str:
@@ -83,7 +87,8 @@ def ray_command(args: RunClusterArgs, node_ip: str | None) -> tuple[str, ...]:
     if args.num_cpus:
         cmd += ["--num-cpus", str(args.num_cpus)]
     if args.object_store_memory:
-        cmd += ["--object-store-memory", str(parse_size(args.object_store_memory))]
+        size = parse_bytes(args.object_store_memory, flag="--object-store-memory")
+        cmd += ["--object-store-memory", str(size)]
     return tuple(cmd + ["--disable-usage-stats", "--block"])
 
 
@@ -94,62 +99,63 @@ HEAD_HEALTH_ENV = {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeo
 
 def build_spec(args: RunClusterArgs, env: dict[str, str], node_ip: str | None,
                token_file: str | None, gpus: str | None,
-               ports: tuple[tuple[int, str, int], ...] = ()) -> ContainerSpec:
+               ports: tuple[tuple[str, str, int | None], ...] = (),
+               key_file: str | None = None) -> ContainerSpec:
     """`env` is the fully resolved -e/--env-file set; `token_file` the host path of the Ray token
-    (None with --no-ray-auth)."""
+    (None with --no-ray-auth); `key_file` the host path of the API key (--api-key-file)."""
     if env.get("VLLM_HOST_IP") is not None and not is_ip(env["VLLM_HOST_IP"]):
         raise ConfigError(f"VLLM_HOST_IP={env['VLLM_HOST_IP']!r} is not an IP address; pass this "
                           f"host's IP on the cluster network, e.g. -e VLLM_HOST_IP=10.0.0.2")
     env = ({**HEAD_HEALTH_ENV, **env} if args.role == "head" else dict(env))
-    mounts = [Mount(args.hf_home, CONTAINER_HF_HOME)] + [_volume(v) for v in args.volumes]
+    mounts = [Mount(args.hf_home, CONTAINER_HF_HOME)] + [Mount(*dv.volume(v))
+                                                          for v in args.volumes]
+    # Secrets travel as read-only files, never in env or argv (docker inspect shows both).
     if token_file:
-        # The token travels as a read-only file, never in env or argv (docker inspect shows both).
         env.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": TOKEN_MOUNT})
         mounts.append(Mount(token_file, TOKEN_MOUNT, read_only=True))
-    labels = ((LABEL_CLUSTER, args.cluster_name), (LABEL_ROLE, args.role))
+    else:  # explicit: newer Ray turns token auth on by itself when it finds a token
+        env["RAY_AUTH_MODE"] = "disabled"
+    if key_file:
+        env[KEY_FILE_ENV] = API_KEY_MOUNT
+        mounts.append(Mount(key_file, API_KEY_MOUNT, read_only=True))
+    labels = tuple(_user_labels(args.labels)) + ((LABEL_CLUSTER, args.cluster_name),
+                                                 (LABEL_ROLE, args.role))
     spec = ContainerSpec(
         name=container_name(args, node_ip), image=args.image, command=ray_command(args, node_ip),
-        env=tuple(sorted(env.items())), mounts=tuple(mounts), cap_add=tuple(args.cap_add),
-        privileged=args.privileged, shm_size=parse_size(args.shm_size), gpus=args.gpus or gpus,
-        devices=tuple(args.devices), network=args.network, ip=args.ip,
-        ulimits=tuple(_ulimit(u) for u in args.ulimits), ports=ports, labels=labels)
+        env=tuple(sorted(env.items())), mounts=tuple(mounts), labels=labels,
+        ports=tuple(ports) + tuple(dv.publish(p) for p in args.publish),
+        **_docker_options(args, gpus))
     return ContainerSpec(**{**asdict_shallow(spec),
                             "labels": labels + ((LABEL_HASH, spec.fingerprint()),)})
 
 
+def _docker_options(args: RunClusterArgs, gpus: str | None) -> dict:
+    """The `docker run` options, each read the docker CLI's way (cluster/docker_values.py)."""
+    ulimits = {u[0]: u for u in map(dv.ulimit, args.ulimits)}  # docker: the last one wins
+    return {
+        "cap_add": tuple(args.cap_add), "privileged": args.privileged,
+        "shm_size": parse_bytes(args.shm_size, flag="--shm-size"), "gpus": args.gpus or gpus,
+        "devices": tuple(dv.device(d) for d in args.devices), "network": args.network,
+        "ip": args.ip, "ulimits": tuple(ulimits.values()), "runtime": args.runtime,
+        "security_opt": tuple(args.security_opt),
+        "ipc_mode": dv.namespace("--ipc", args.ipc, dv.IPC_MODES),
+        "pid_mode": dv.namespace("--pid", args.pid, dv.PID_MODES),
+        "extra_hosts": tuple(dv.add_host(h) for h in args.add_hosts),
+        "hostname": args.hostname, "restart": dv.restart(args.restart),
+        "mem_limit": parse_bytes(args.memory, flag="--memory") if args.memory else None,
+        "nano_cpus": dv.cpus(args.cpus) if args.cpus else None,
+        "cpuset_cpus": dv.cpuset(args.cpuset_cpus) if args.cpuset_cpus else None,
+        "user": args.user, "working_dir": args.workdir}
+
+
+def _user_labels(items: list[str]):
+    for item in items:
+        key, value = dv.label(item)
+        if key.startswith("onenode."):
+            raise ConfigError(f"--label {item!r}: onenode.* labels are onenode's own; pick "
+                              f"another prefix")
+        yield key, value
+
+
 def asdict_shallow(spec: ContainerSpec) -> dict:
     return {f: getattr(spec, f) for f in spec.__dataclass_fields__}
-
-
-def _volume(text: str) -> Mount:
-    parts = text.split(":")
-    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-        raise ConfigError(f"volume {text!r} must be SRC:DST or SRC:DST:ro")
-    return Mount(parts[0], parts[1], read_only=len(parts) == 3 and parts[2] == "ro")
-
-
-def _ulimit(text: str) -> tuple[str, int, int]:
-    try:
-        name, limits = text.split("=", 1)
-        soft, _, hard = limits.partition(":")
-        return name, int(soft), int(hard or soft)
-    except ValueError:
-        raise ConfigError(f"ulimit {text!r} must look like memlock=-1 or nofile=1024:2048") \
-            from None
-
-
-def parse_env(items: list[str], env_file_lines: list[str], caller_env: dict[str, str]) -> dict:
-    """-e K=V wins over --env-file; -e K takes K from the caller's environment (docker's rule)."""
-    env: dict[str, str] = {}
-    for line in env_file_lines:
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            k, v = line.split("=", 1)
-            env[k.strip()] = v
-    for item in items:
-        if "=" in item:
-            k, v = item.split("=", 1)
-            env[k] = v
-        elif item in caller_env:
-            env[item] = caller_env[item]
-    return env

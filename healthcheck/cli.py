@@ -38,7 +38,7 @@ def healthcheck(
     """Check that the nodes agree (versions, env, IPs, model, shm, GPUs) and can talk (all-reduce,
     point-to-point, NCCL transports)."""
     opts = HealthcheckOptions(address=address, model=model, sizes=tuple(parse_sizes(sizes)),
-                              p2p_size=parse_bytes(p2p_size), timeout_s=timeout,
+                              p2p_size=parse_bytes(p2p_size, flag="--p2p-size"), timeout_s=timeout,
                               expect=parse_expect(expect), simulated=simulated, nccl=nccl)
     console = Console()
     if not json_out:

@@ -2,6 +2,9 @@
 whole product: cluster output, engine env forwarding, healthcheck inventory, server logs)."""
 
 import logging
+from pathlib import Path
+
+from onenode.errors import ConfigError
 
 SECRET_MARKERS = ("TOKEN", "KEY", "SECRET", "PASSWORD")
 MASK = "***"
@@ -19,6 +22,13 @@ def mask_value(name: str, value: str | None) -> str | None:
 
 def mask_env(env: dict[str, str]) -> dict[str, str]:
     return {k: mask_value(k, v) for k, v in env.items()}
+
+
+def secret_values(env: dict[str, str]) -> list[str]:
+    """Values to mask from an environment: those of secret-named variables, except variables that
+    name a file holding the secret (RAY_AUTH_TOKEN_PATH, ONENODE_API_KEY_FILE): a path is no
+    secret, and masking it would garble ordinary log lines."""
+    return [v for k, v in env.items() if is_secret(k) and not k.endswith(("_PATH", "_FILE"))]
 
 
 def mask_text(text: str, secrets: list[str]) -> str:
@@ -42,3 +52,18 @@ class SecretFilter(logging.Filter):
             if any(v in message for v in self.values):
                 record.msg, record.args = mask_text(message, self.values), ()
         return True
+
+
+def read_key_file(path: str | Path, flag: str = "--api-key-file") -> tuple[Path, str]:
+    """(resolved path, key) of a file holding one secret (surrounding whitespace dropped); a
+    missing, unreadable or empty file is a one-line error naming `flag`."""
+    file = Path(path).expanduser()
+    try:
+        key = file.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not text"
+        raise ConfigError(f"{flag} {file} cannot be read ({reason}); pass a file that holds "
+                          f"the key, e.g. made with `openssl rand -hex 32 > FILE`") from None
+    if not key:
+        raise ConfigError(f"{flag} {file} is empty; write the key into it")
+    return file.resolve(), key

@@ -1,28 +1,36 @@
-"""Sizes on the command line: '80GiB', '80G', '1M', '512MB' (pure)."""
+"""Sizes on the command line, one parser for the whole project (pure).
+
+Docker's convention (go-units `RAMInBytes`, what `--shm-size` and `--memory` take): every unit is
+binary, with or without `b`/`ib`. So `1g` = `1gb` = `1GiB` = 2**30 bytes, and `512m` = `512MB` =
+2**29. Decimal `GB` would make `--shm-size 1GB` differ from what `docker run --shm-size 1GB`
+gives, so it is not offered.
+"""
 
 import re
 
 from onenode.errors import ConfigError
 
-# Binary multiples for K/M/G/T and KiB..TiB (what nvidia-smi and nccl-tests mean); decimal for
-# KB/MB/GB/TB as disk vendors write them.
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "kb": 10**3, "m": 1 << 20, "mib": 1 << 20,
-          "mb": 10**6, "g": 1 << 30, "gib": 1 << 30, "gb": 10**9, "t": 1 << 40, "tib": 1 << 40,
-          "tb": 10**12}
+_POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
+_SIZE = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*([kmgtp]?)(i?b)?\s*", re.IGNORECASE)
 
 
-def parse_bytes(text: str, default_unit: str = "") -> int:
-    """'80GiB' -> 85899345920; a bare number takes `default_unit`."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
-    unit = (m.group(2) if m else "").lower() or default_unit.lower()
-    if not m or unit not in _UNITS:
-        raise ConfigError(f"cannot read {text!r} as a size; write it like 80GiB, 16M or 512MB")
-    return int(float(m.group(1)) * _UNITS[unit])
+def parse_bytes(text: str, default_unit: str = "", flag: str = "size") -> int:
+    """'80GiB', '80g', '80GB' -> 85899345920; a bare number takes `default_unit` (e.g. 'GiB').
+
+    `flag` names the option in the error, e.g. '--shm-size'."""
+    m = _SIZE.fullmatch(str(text))
+    if m and not m.group(2) and not m.group(3) and default_unit:
+        m = _SIZE.fullmatch(f"{m.group(1)}{default_unit}")
+    if not m or (m.group(3) and m.group(3).lower() == "ib" and not m.group(2)):
+        raise ConfigError(f"{flag} {text!r} is not a size; write it like 80GiB, 10.24g, 512m or "
+                          f"1024 (units are binary, as in docker: 1g = 1GiB)")
+    return int(float(m.group(1)) * (1024 ** _POWERS[m.group(2).lower()]))
 
 
 def parse_sizes(text: str) -> list[int]:
     """'1M,16M,128M' -> byte counts, ascending and without duplicates."""
-    sizes = sorted({parse_bytes(part) for part in text.split(",") if part.strip()})
+    sizes = sorted({parse_bytes(part, flag="--sizes") for part in text.split(",")
+                    if part.strip()})
     if not sizes or sizes[0] < 4:
         raise ConfigError(f"--sizes {text!r} needs at least one size of 4 bytes or more, "
                           f"e.g. --sizes 1M,16M,128M")

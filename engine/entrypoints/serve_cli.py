@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from engine.config import EngineConfig
+from onenode.secrets import read_key_file
 
 
 def serve(
@@ -22,8 +23,12 @@ def serve(
                                            "(inside a container)")] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
     api_key: Annotated[Optional[str], typer.Option(
-        envvar="ONENODE_API_KEY", show_envvar=True,
-        help="require 'Authorization: Bearer KEY' on /v1/*")] = None,
+        envvar=["ONENODE_API_KEY", "VLLM_API_KEY"], show_envvar=True,
+        help="require 'Authorization: Bearer KEY' on /v1/* (prefer --api-key-file: argv is "
+             "visible in ps)")] = None,
+    api_key_file: Annotated[Optional[str], typer.Option(
+        envvar="ONENODE_API_KEY_FILE", show_envvar=True,
+        help="file holding the API key (e.g. a read-only mount)")] = None,
     served_model_name: Annotated[Optional[str], typer.Option(
         help="model name clients send (default: MODEL as given)")] = None,
     max_model_len: Annotated[Optional[int], typer.Option()] = None,
@@ -45,7 +50,9 @@ def serve(
     """Serve MODEL with an OpenAI-compatible API (/v1/completions, /v1/chat/completions, ...)."""
     engine_args = dict(locals())  # every other parameter is an EngineConfig field of that name
     server_args = {k: engine_args.pop(k) for k in ("host", "port", "api_key", "served_model_name")}
-    server_args["api_key"] = server_args["api_key"] or None
+    key_file = engine_args.pop("api_key_file")
+    server_args["api_key"] = (read_key_file(key_file)[1] if key_file else None) or \
+        server_args["api_key"] or None
     from engine.entrypoints.api_server import run_server
 
     run_server(EngineConfig(**engine_args), **server_args)

@@ -63,7 +63,7 @@ def plan(
             raise ConfigError("--cluster needs the healthcheck's probes; run it as `onenode plan`")
         shape = _live_cluster_reader(address)
     else:
-        shape = ClusterShape(nodes, gpus_per_node, parse_bytes(gpu_memory, "GiB"))
+        shape = ClusterShape(nodes, gpus_per_node, parse_bytes(gpu_memory, "GiB", "--gpu-memory"))
     if not run_plan(model, shape, knobs, json_out):
         raise typer.Exit(1)
 

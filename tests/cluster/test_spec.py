@@ -1,7 +1,9 @@
 import pytest
 
+from cluster.api_key import API_KEY_MOUNT, KEY_FILE_ENV
 from cluster.args import parse_run_cluster
-from cluster.spec import TOKEN_MOUNT, build_spec, parse_env, parse_size
+from cluster.docker_values import parse_env
+from cluster.spec import TOKEN_MOUNT, build_spec
 from onenode.errors import ConfigError
 from onenode.secrets import mask_env, mask_text
 
@@ -40,7 +42,8 @@ def test_every_docker_option_maps_into_the_spec():
         [("/models", "/models", True), ("/a", "/b", False)]
     assert spec.cap_add == ("CAP_SYS_ADMIN",) and spec.privileged
     assert spec.shm_size == 2 * 2**30 and spec.gpus == "all"
-    assert spec.devices == ("/dev/infiniband",) and spec.network == "net1" and spec.ip == "10.0.0.2"
+    assert spec.devices == ("/dev/infiniband:/dev/infiniband:rwm",)
+    assert spec.network == "net1" and spec.ip == "10.0.0.2"
     assert spec.ulimits == (("memlock", -1, -1),) and spec.name == "w1"
     # the fix for vLLM #7815: Ray's node IP is VLLM_HOST_IP
     i = spec.command.index("--node-ip-address")
@@ -50,8 +53,9 @@ def test_every_docker_option_maps_into_the_spec():
 
 def test_unsupported_option_lists_the_supported_ones():
     with pytest.raises(ConfigError) as err:
-        parse_run_cluster(BASE + ["--publish", "80:80"])
-    assert "--publish" in str(err.value) and "--cap-add" in str(err.value)
+        parse_run_cluster(BASE + ["--blkio-weight", "10"])
+    assert "--blkio-weight" in str(err.value) and "--cap-add" in str(err.value)
+    assert "-p/--publish" in str(err.value) and "--api-key-file" in str(err.value)
     assert "\n" not in str(err.value)
 
 
@@ -75,7 +79,9 @@ def test_dashboard_binds_node_ip_with_auth_and_loopback_without():
     assert spec.command[spec.command.index("--dashboard-host") + 1] == "10.0.0.1"
     _, spec = spec_for(BASE + ["--no-ray-auth"], token=None)
     assert spec.command[spec.command.index("--dashboard-host") + 1] == "127.0.0.1"
-    assert "RAY_AUTH_MODE" not in spec.env_dict()
+    # explicit: Ray turns token auth on by itself when it finds a token
+    assert spec.env_dict()["RAY_AUTH_MODE"] == "disabled"
+    assert not any(m.target == TOKEN_MOUNT for m in spec.mounts)
 
 
 def test_fingerprint_is_stable_and_sensitive():
@@ -86,14 +92,9 @@ def test_fingerprint_is_stable_and_sensitive():
 
 
 def test_env_pass_through_and_env_file_precedence():
-    env = parse_env(["A=1", "HF_TOKEN"], ["A=0", "B=2", "# comment"], {"HF_TOKEN": "hf_x"})
+    lines = [("f", 1, "A=0"), ("f", 2, "B=2"), ("f", 3, "# comment")]
+    env = parse_env(["A=1", "HF_TOKEN"], lines, {"HF_TOKEN": "hf_x"})
     assert env == {"A": "1", "B": "2", "HF_TOKEN": "hf_x"}
-
-
-@pytest.mark.parametrize("text,expected", [("10.24g", int(10.24 * 2**30)), ("512m", 512 << 20),
-                                           ("1024", 1024), ("1gb", 1 << 30)])
-def test_sizes(text, expected):
-    assert parse_size(text) == expected
 
 
 def test_secret_masking():
@@ -153,3 +154,53 @@ def test_head_gets_fast_failure_detection_workers_do_not():
     _, worker = spec_for(["img", "10.0.0.1", "--worker", "/hf"])
     assert head.env_dict()["RAY_health_check_period_ms"] == "1000"
     assert "RAY_health_check_period_ms" not in worker.env_dict()
+
+
+def test_operator_options_map_into_the_spec():
+    argv = BASE + ["--ipc", "host", "--pid=host", "-p", "127.0.0.1:8000:8000", "--runtime",
+                   "nvidia", "--security-opt", "seccomp=unconfined", "--label", "team=ml",
+                   "--add-host", "node2:10.0.0.2", "--hostname", "h1", "--restart",
+                   "on-failure:5", "--memory", "64g", "--cpus", "8.5", "--cpuset-cpus", "0-7",
+                   "--user", "1000:1000", "--workdir", "/work", "--ulimit", "nofile=1024:2048",
+                   "--ulimit", "memlock=-1", "--device", "/dev/x:/dev/y:rw"]
+    _, spec = spec_for(argv)
+    assert (spec.ipc_mode, spec.pid_mode, spec.runtime) == ("host", "host", "nvidia")
+    assert spec.ports == (("8000/tcp", "127.0.0.1", 8000),)
+    assert spec.security_opt == ("seccomp=unconfined",)
+    assert ("team", "ml") in spec.labels and spec.extra_hosts == (("node2", "10.0.0.2"),)
+    assert spec.hostname == "h1" and spec.restart == ("on-failure", 5)
+    assert spec.mem_limit == 64 << 30 and spec.nano_cpus == 8_500_000_000
+    assert (spec.cpuset_cpus, spec.user, spec.working_dir) == ("0-7", "1000:1000", "/work")
+    assert spec.ulimits == (("nofile", 1024, 2048), ("memlock", -1, -1))
+    assert spec.devices == ("/dev/x:/dev/y:rw",)
+
+
+def test_restart_defaults_to_unless_stopped_and_last_ulimit_wins():
+    _, spec = spec_for(BASE + ["--ulimit", "nofile=1", "--ulimit", "nofile=2:3"])
+    assert spec.restart == ("unless-stopped", 0)
+    assert spec.ulimits == (("nofile", 2, 3),)
+
+
+def test_onenode_labels_cannot_be_overridden():
+    with pytest.raises(ConfigError, match="onenode.cluster"):
+        spec_for(BASE + ["--label", "onenode.cluster=other"])
+
+
+def test_api_key_file_is_a_read_only_mount_named_by_env():
+    args = parse_run_cluster(BASE + ["--api-key-file", "/etc/key"])
+    spec = build_spec(args, {}, "10.0.0.1", "/tok", None, key_file="/etc/key")
+    assert any(m.source == "/etc/key" and m.target == API_KEY_MOUNT and m.read_only
+               for m in spec.mounts)
+    assert spec.env_dict()[KEY_FILE_ENV] == API_KEY_MOUNT
+
+
+@pytest.mark.parametrize("flag,value,match", [
+    ("--shm-size", "lots", "--shm-size 'lots' is not a size"),
+    ("--memory", "1x", "--memory"), ("--cpus", "0", "--cpus"), ("--ipc", "hots", "--ipc"),
+    ("--restart", "sometimes", "--restart"), ("--device", "dev/x", "--device"),
+    ("-p", "80-90:80", "-p"), ("--add-host", "nohost", "--add-host"),
+    ("--ulimit", "memlock", "--ulimit"), ("-v", "/a", "-v"), ("--cpuset-cpus", "a", "cpuset"),
+])
+def test_bad_option_values_name_the_option(flag, value, match):
+    with pytest.raises(ConfigError, match=match):
+        spec_for(BASE + [flag, value])

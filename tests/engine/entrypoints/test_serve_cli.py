@@ -79,3 +79,43 @@ def test_bench_serve_against_a_live_server(server, tmp_path):
         assert run["completed"] == 6 and run["failed"] == 0, run
         assert run["output_tokens"] >= 6 * 2 and run["ttft_ms"]["p50"] > 0
     assert (tmp_path / "serve.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_serve_reads_the_api_key_from_a_file(tmp_path, monkeypatch, how):
+    import typer
+    from typer.testing import CliRunner
+
+    from engine.entrypoints.serve_cli import serve
+
+    key = tmp_path / "key"
+    key.write_text("file-key-9c1d\n")
+    seen = {}
+    monkeypatch.setattr("engine.entrypoints.api_server.run_server",
+                        lambda config, **server: seen.update(server))
+    app = typer.Typer()
+    app.command()(serve)
+    argv, env = ["/models/m"], {"ONENODE_API_KEY": "", "VLLM_API_KEY": ""}
+    if how == "flag":
+        argv += ["--api-key-file", str(key)]
+    else:
+        env["ONENODE_API_KEY_FILE"] = str(key)
+    res = CliRunner().invoke(app, argv, env=env)
+    assert res.exit_code == 0, res.output
+    assert seen["api_key"] == "file-key-9c1d"
+
+
+def test_serve_takes_vllm_api_key_from_env(monkeypatch):
+    import typer
+    from typer.testing import CliRunner
+
+    from engine.entrypoints.serve_cli import serve
+
+    seen = {}
+    monkeypatch.setattr("engine.entrypoints.api_server.run_server",
+                        lambda config, **server: seen.update(server))
+    app = typer.Typer()
+    app.command()(serve)
+    res = CliRunner().invoke(app, ["/models/m"], env={"VLLM_API_KEY": "vllm-key-1"})
+    assert res.exit_code == 0, res.output
+    assert seen["api_key"] == "vllm-key-1"
