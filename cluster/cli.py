@@ -85,6 +85,18 @@ def build(variant: Annotated[str, typer.Option(help="cpu (images/Dockerfile) or 
     typer.echo(build_image(variant, tag_latest=latest))
 
 
+@image_app.command("lock")
+def lock(variant: Annotated[Optional[list[str]], typer.Option(
+        help="cpu and/or cuda (default: both)")] = None):
+    """Resolve images/requirements.txt into images/lock-<variant>.txt (exact versions with hashes,
+    Python 3.11 manylinux x86_64) with uv; `make lock` runs this."""
+    from cluster.lock import make_lock
+    from cluster.progress import step
+
+    for name in variant or ["cpu", "cuda"]:
+        step(f"locked {make_lock(name).name}")
+
+
 @cluster_app.command("serve", context_settings={"allow_extra_args": True,
                                                 "ignore_unknown_options": True})
 def serve(
