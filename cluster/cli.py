@@ -30,8 +30,9 @@ def up(
     subnet: Annotated[Optional[str], typer.Option(help="e.g. 172.30.7.0/24")] = None,
     cpus_per_node: Annotated[int, typer.Option(help="Ray CPUs per node")] = 2,
     object_store_memory: Annotated[str, typer.Option()] = "512m",
-    hf_home: Annotated[Optional[Path], typer.Option(help="host dir mounted at "
-                                                         "/root/.cache/huggingface")] = None,
+    hf_home: Annotated[Optional[Path], typer.Option(
+        help="host dir mounted at /root/.cache/huggingface on every node [default: $HF_HOME, "
+             "else ~/.cache/huggingface]")] = None,
     env: Annotated[Optional[list[str]], typer.Option("--env", "-e", help="KEY=VALUE on every "
                                                                          "node")] = None,
     no_ray_auth: Annotated[bool, typer.Option(help="turn Ray token auth off (unsafe)")] = False,
