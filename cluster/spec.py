@@ -106,6 +106,10 @@ def build_spec(args: RunClusterArgs, env: dict[str, str], node_ip: str | None,
         # The token travels as a read-only file, never in env or argv (docker inspect shows both).
         env.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": TOKEN_MOUNT})
         mounts.append(Mount(token_file, TOKEN_MOUNT, read_only=True))
+    elif args.no_ray_auth:
+        # Explicit, not just unset: Ray >= 2.60 turns token auth on by itself when it finds a
+        # token (~/.ray/auth_token), and later releases change the default.
+        env["RAY_AUTH_MODE"] = "disabled"
     labels = ((LABEL_CLUSTER, args.cluster_name), (LABEL_ROLE, args.role))
     spec = ContainerSpec(
         name=container_name(args, node_ip), image=args.image, command=ray_command(args, node_ip),

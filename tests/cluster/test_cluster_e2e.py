@@ -262,3 +262,23 @@ def test_cluster_up_mounts_hf_home_by_default(docker_required, tmp_path):
                                     + "0a" * 20), out
     finally:
         down(name)
+
+
+def test_no_ray_auth_turns_auth_off_explicitly(docker_required, cluster_hf_home):
+    """--no-ray-auth sets RAY_AUTH_MODE=disabled (the pinned Ray turns token auth on by itself
+    when it finds a token) and warns; the node works without any token."""
+    from cluster.local import down
+    from onenode import names
+
+    name = f"onnoauth-{uuid.uuid4().hex[:6]}"
+    try:
+        up = _onenode("cluster", "up", "--nodes", "1", "--name", name, "--image", IMAGE,
+                      "--hf-home", str(cluster_hf_home), "--cpus-per-node", "1",
+                      "--object-store-memory", "128m", "--api-port", "0", "--no-ray-auth")
+        assert up.returncode == 0, up.stderr
+        assert "Ray token auth is off" in up.stderr
+        head = names.head_container(name)
+        assert sh(head, "printenv", "RAY_AUTH_MODE").strip() == "disabled"
+        assert "Active:" in sh(head, "ray", "status")
+    finally:
+        down(name)

@@ -75,7 +75,7 @@ def test_dashboard_binds_node_ip_with_auth_and_loopback_without():
     assert spec.command[spec.command.index("--dashboard-host") + 1] == "10.0.0.1"
     _, spec = spec_for(BASE + ["--no-ray-auth"], token=None)
     assert spec.command[spec.command.index("--dashboard-host") + 1] == "127.0.0.1"
-    assert "RAY_AUTH_MODE" not in spec.env_dict()
+    assert spec.env_dict()["RAY_AUTH_MODE"] == "disabled"  # explicit: Ray won't turn it on itself
 
 
 def test_fingerprint_is_stable_and_sensitive():
