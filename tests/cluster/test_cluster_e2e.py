@@ -280,7 +280,7 @@ def test_no_ray_auth_turns_auth_off_explicitly(docker_required, cluster_hf_home)
         head = names.head_container(name)
         assert sh(head, "printenv", "RAY_AUTH_MODE").strip() == "disabled"
         deadline = time.monotonic() + 30  # `ray status` needs the autoscaler's first report
-        while (code := backend.exec_in(backend.client(), head, ["ray", "status"])[0]) != 0:
+        while backend.exec_in(backend.client(), head, ["ray", "status"])[0] != 0:
             assert time.monotonic() < deadline, "ray status failed for 30 s without a token"
             time.sleep(1)
     finally:
