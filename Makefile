@@ -1,5 +1,6 @@
 # The two commands of the README: `make demo` and `make test`. Everything they need is installed
-# here, idempotently: the venv (torch CPU wheel first), the Docker engine, the offline image.
+# here, idempotently: the venv (the image's lock, images/lock-cpu.txt), the Docker engine, the
+# offline image. `make lock` re-resolves the image's dependencies (docs/runbook.md).
 SHELL := /bin/bash
 PY ?= python3
 VENV := .venv

@@ -10,7 +10,7 @@ inside the cluster would then wait on itself.
 
 from cluster.k8s import pod
 from cluster.k8s.layout import K8sLayout
-from cluster.lock import check_lock, locked_versions
+from cluster.lock import lock_path, locked_versions
 
 API_VERSION = "ray.io/v1"
 
@@ -25,8 +25,8 @@ def head_address(layout: K8sLayout) -> str:
 
 
 def ray_version() -> str:
-    """The Ray the image ships (KubeRay checks features against it)."""
-    return locked_versions(check_lock("cpu").read_text())["ray"]
+    """The Ray the image ships (KubeRay checks features against it): the lock's."""
+    return locked_versions(lock_path("cpu").read_text())["ray"]
 
 
 def ray_cluster(layout: K8sLayout) -> dict:
