@@ -1,23 +1,35 @@
 # The two commands of the README: `make demo` and `make test`. Everything they need is installed
-# here, idempotently: the venv (torch CPU wheel first), the Docker engine, the offline image.
+# here, idempotently: the venv (the image's lock, images/lock-cpu.txt), the Docker engine, the
+# offline image. `make lock` re-resolves the image's dependencies (docs/runbook.md).
 SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
-STAMP := $(VENV)/.onenode-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+LOCK := images/lock-cpu.txt
+STAMP := $(VENV)/.onenode-$(shell cat pyproject.toml $(LOCK) | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 VARIANT ?= cpu
 
-.PHONY: venv docker image test test-fast demo down clean
+.PHONY: venv lock docker image test test-fast demo down clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	# torch first, pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
-	$(VENV)/bin/pip install -q torch==2.13.0
-	$(VENV)/bin/pip install -q -e '.[test]'
+	# The image's exact packages (images/lock-cpu.txt), so the tests run what ships. Hash-checked
+	# where the host's Python is the image's (3.11); on another Python the lock's versions are
+	# constraints (the wheels differ per Python, their hashes would not match).
+	@if $(VENV)/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then \
+	  $(VENV)/bin/pip install -q --no-deps --require-hashes -r $(LOCK); fi
+	sed -e '/^ *--hash/d' -e '/^ *#/d' -e 's/ *\\$$//' -e 's/===/==/' $(LOCK) > $(VENV)/constraints.txt
+	$(VENV)/bin/pip install -q -c $(VENV)/constraints.txt -e '.[test]'
 	@rm -f $(VENV)/.onenode-* && touch $(STAMP)
+
+# Re-resolve images/requirements.txt into images/lock-{cpu,cuda}.txt (uv, from PyPI). Commit all
+# three. Needs the index, plus the torch +cpu wheel: UV_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
+lock: venv
+	$(VENV)/bin/pip install -q 'uv>=0.9'
+	$(VENV)/bin/onenode image lock
 
 docker:
 	@scripts/ensure_docker.sh

@@ -35,14 +35,16 @@ def tag_image(c, source: str, target: str) -> None:
     c.images.get(source).tag(repo, tag or "latest")
 
 
-def build_image(c, context: str, tag: str) -> None:
+def build_image(c, context: str, tag: str, buildargs: dict | None = None,
+                labels: dict | None = None) -> None:
     """docker build with a progress bar over the Dockerfile's steps."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("[cyan]docker build"), BarColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("", total=None)
-        for chunk in c.api.build(path=context, tag=tag, rm=True, decode=True, forcerm=True):
+        for chunk in c.api.build(path=context, tag=tag, rm=True, decode=True, forcerm=True,
+                                  buildargs=buildargs, labels=labels):
             if "error" in chunk:
                 raise ClusterError(f"docker build failed: {chunk['error'].strip()[:300]}")
             line = chunk.get("stream", "").strip()

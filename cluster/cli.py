@@ -30,8 +30,9 @@ def up(
     subnet: Annotated[Optional[str], typer.Option(help="e.g. 172.30.7.0/24")] = None,
     cpus_per_node: Annotated[int, typer.Option(help="Ray CPUs per node")] = 2,
     object_store_memory: Annotated[str, typer.Option()] = "512m",
-    hf_home: Annotated[Optional[Path], typer.Option(help="host dir mounted at "
-                                                         "/root/.cache/huggingface")] = None,
+    hf_home: Annotated[Optional[Path], typer.Option(
+        help="host dir mounted at /root/.cache/huggingface on every node [default: $HF_HOME, "
+             "else ~/.cache/huggingface]")] = None,
     env: Annotated[Optional[list[str]], typer.Option("--env", "-e", help="KEY=VALUE on every "
                                                                          "node")] = None,
     ray_auth: Annotated[bool, typer.Option("--ray-auth/--no-ray-auth",
@@ -88,6 +89,18 @@ def build(variant: Annotated[str, typer.Option(help="cpu (images/Dockerfile) or 
     from cluster.image import build_image
 
     typer.echo(build_image(variant, tag_latest=latest))
+
+
+@image_app.command("lock")
+def lock(variant: Annotated[Optional[list[str]], typer.Option(
+        help="cpu and/or cuda (default: both)")] = None):
+    """Resolve images/requirements.txt into images/lock-<variant>.txt (exact versions with hashes,
+    Python 3.11 manylinux x86_64) with uv; `make lock` runs this."""
+    from cluster.lock import make_lock
+    from cluster.progress import step
+
+    for name in variant or ["cpu", "cuda"]:
+        step(f"locked {make_lock(name).name}")
 
 
 @cluster_app.command("serve", context_settings={"allow_extra_args": True,

@@ -1,20 +1,23 @@
 """`onenode image build`: the onenode image, built with no registry.
 
-1. base: Debian bookworm via debootstrap, `docker import`ed as onenode-base:bookworm (once);
-2. wheelhouse: `pip download` on the host (containers cannot reach the index), cached under
-   ~/.cache/onenode/wheels/<hash of images/requirements.txt>[-<variant>];
+1. base: Debian bookworm via debootstrap, `docker import`ed (once per variant: the cuda base adds
+   the RDMA user space that NCCL loads for InfiniBand/RoCE);
+2. wheelhouse: `pip download` of the variant's lock (images/lock-<variant>.txt: exact versions,
+   hash-checked) on the host (containers cannot reach the index), cached under
+   ~/.cache/onenode/wheels/<hash of the lock>-<variant>;
 3. the project as a wheel, built from a clean copy of its sources, in the last layer;
-4. tag onenode:<content hash> and onenode:latest; a no-op when that hash is already built.
+4. the image id (the content hash) baked in as /etc/onenode/image-id, $ONENODE_IMAGE_ID and labels,
+   with the resolved versions (labels + /etc/onenode/versions.txt);
+5. tag onenode:<content hash> and onenode:latest; a no-op when that hash is already built.
 
-Two variants share all of this and differ only in which torch 2.13.0 wheel the wheelhouse holds:
-`cpu` (the `+cpu` build) and `cuda` (PyPI's Linux wheel, which brings the CUDA runtime as
+Two variants share all of this and differ in their base and in which torch 2.13.0 wheel the lock
+holds: `cpu` (the `+cpu` build) and `cuda` (PyPI's Linux wheel, which brings the CUDA runtime as
 nvidia-* wheels, so no registry CUDA base image is needed; the host's driver comes in through the
 NVIDIA container toolkit at `--gpus`).
 """
 
 import hashlib
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -23,13 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cluster import backend
+from cluster.lock import check_lock, locked_versions
 from cluster.progress import step
 from onenode.errors import ClusterError, ConfigError
 from onenode.paths import onenode_cache
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = REPO / "images"
-BASE_TAG = "onenode-base:bookworm"
 REPO_NAME = "onenode"
 CACHE = onenode_cache()
 PACKAGES = ("onenode", "bench", "cluster", "engine", "healthcheck")
@@ -37,19 +40,25 @@ PACKAGES = ("onenode", "bench", "cluster", "engine", "healthcheck")
 # base (bookworm, glibc 2.36) can run; the CUDA wheels alone use 2_12, 2_17, 2_18, 2_24, 2_27, 2_28.
 PLATFORMS = ("manylinux1_x86_64", "manylinux2010_x86_64", "manylinux2014_x86_64",
              *(f"manylinux_2_{v}_x86_64" for v in range(5, 37)), "any")
+BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates", "iproute2", "procps")
+# rdma-core's user space: NCCL dlopens libibverbs at run time; without it inter-node NCCL falls
+# back to sockets whatever NCCL_IB_HCA says. ibverbs-utils gives `ibv_devinfo` for operators.
+RDMA_PACKAGES = ("libibverbs1", "ibverbs-providers", "librdmacm1", "ibverbs-utils")
+LABEL_PREFIX = "org.onenode"
+VERSION_LABELS = ("torch", "ray", "transformers", "huggingface-hub", "numpy")
 
 
 @dataclass(frozen=True, slots=True)
 class Variant:
     name: str
     dockerfile: str
-    # Added to the requirements when downloading: picks *which* torch 2.13.0 wheel. "===" is exact
-    # (no local label), so a `+cpu` wheel lying in a find-links directory cannot shadow PyPI's.
-    torch_pin: str
+    base_tag: str  # what the Dockerfile's FROM names
+    base_packages: tuple[str, ...]  # debootstrap --include
 
 
-VARIANTS = {"cpu": Variant("cpu", "Dockerfile", "torch=={version}+cpu"),
-            "cuda": Variant("cuda", "Dockerfile.cuda", "torch==={version}")}
+VARIANTS = {"cpu": Variant("cpu", "Dockerfile", "onenode-base:bookworm", BASE_PACKAGES),
+            "cuda": Variant("cuda", "Dockerfile.cuda", "onenode-base-rdma:bookworm",
+                            BASE_PACKAGES + RDMA_PACKAGES)}
 
 
 def get_variant(name: str) -> Variant:
@@ -58,12 +67,8 @@ def get_variant(name: str) -> Variant:
     return VARIANTS[name]
 
 
-def torch_requirement(variant: Variant, requirements: str) -> str:
-    """The variant's exact torch pin, from the `torch==X` line of images/requirements.txt."""
-    match = re.search(r"^torch==([0-9][^\s+;#]*)", requirements, re.MULTILINE)
-    if not match:
-        raise ConfigError("images/requirements.txt must pin torch as `torch==X.Y.Z`")
-    return variant.torch_pin.format(version=match.group(1))
+def lock_file(variant: Variant) -> Path:
+    return IMAGES / f"lock-{variant.name}.txt"
 
 
 def project_files() -> list[Path]:
@@ -76,26 +81,41 @@ def project_files() -> list[Path]:
 
 
 def content_hash(variant: Variant) -> str:
-    h = hashlib.sha256(variant.name.encode())
-    for f in [IMAGES / variant.dockerfile, IMAGES / "requirements.txt", *project_files()]:
+    """The image id: the variant, its base packages, Dockerfile, lock and the project's files."""
+    h = hashlib.sha256(variant.name.encode() + b"\0" + " ".join(variant.base_packages).encode())
+    for f in [IMAGES / variant.dockerfile, lock_file(variant), *project_files()]:
         h.update(str(f.relative_to(REPO)).encode() + b"\0")
         h.update(f.read_bytes())
     return h.hexdigest()[:12]
 
 
+def image_labels(variant: Variant, image_id: str, lock_text: str) -> dict[str, str]:
+    """What `docker inspect` shows about the build: its id, variant and the key versions."""
+    versions = locked_versions(lock_text)
+    labels = {f"{LABEL_PREFIX}.image-id": image_id, f"{LABEL_PREFIX}.variant": variant.name,
+              f"{LABEL_PREFIX}.python": "3.11"}
+    for name in VERSION_LABELS:
+        if name in versions:
+            labels[f"{LABEL_PREFIX}.version.{name}"] = versions[name]
+    return labels
+
+
 def build_image(variant_name: str = "cpu", tag_latest: bool = True) -> str:
     """Returns the content-hash tag. Shows progress; raises ClusterError with the fix."""
     variant = get_variant(variant_name)
-    tag = f"{REPO_NAME}:{content_hash(variant)}"
+    lock = check_lock(variant.name)
+    image_id = content_hash(variant)
+    tag = f"{REPO_NAME}:{image_id}"
     client = backend.client()
     if backend.image_exists(client, tag):
         step(f"image {tag} is already built (no-op)")
     else:
-        ensure_base(client)
+        ensure_base(client, variant)
         wheels = wheelhouse(variant)
         with tempfile.TemporaryDirectory(prefix="onenode-build-") as ctx:
             _context(Path(ctx), variant, wheels)
-            backend.build_image(client, ctx, tag)
+            backend.build_image(client, ctx, tag, buildargs={"ONENODE_IMAGE_ID": image_id},
+                                labels=image_labels(variant, image_id, lock.read_text()))
     if tag_latest:
         backend.tag_image(client, tag, f"{REPO_NAME}:latest")
     step(f"image ready: {tag} ({variant.name}" + (f", also {REPO_NAME}:latest)" if tag_latest
@@ -103,23 +123,26 @@ def build_image(variant_name: str = "cpu", tag_latest: bool = True) -> str:
     return tag
 
 
-def ensure_base(client) -> None:
-    if backend.image_exists(client, BASE_TAG):
+def debootstrap_command(variant: Variant, root: str, mirror: str) -> list[str]:
+    return ["debootstrap", "--variant=minbase", "--include=" + ",".join(variant.base_packages),
+            "bookworm", root, mirror]
+
+
+def ensure_base(client, variant: Variant) -> None:
+    if backend.image_exists(client, variant.base_tag):
         return
     if not shutil.which("debootstrap"):
         raise ClusterError("debootstrap is missing; run scripts/ensure_docker.sh (installs it) "
                            "or `apt-get install -y debootstrap`")
     with tempfile.TemporaryDirectory(prefix="onenode-rootfs-") as root:
         step(f"debootstrap bookworm from {debian_mirror()} (about a minute)")
-        cmd = ["debootstrap", "--variant=minbase",
-               "--include=python3,python3-venv,ca-certificates,iproute2,procps",
-               "bookworm", root, debian_mirror()]
-        _run(cmd, "debootstrap failed; check that the Debian mirror is reachable")
-        step(f"docker import -> {BASE_TAG}")
+        _run(debootstrap_command(variant, root, debian_mirror()),
+             "debootstrap failed; check that the Debian mirror is reachable")
+        step(f"docker import -> {variant.base_tag}")
         tarball = Path(root + ".tar")
         try:
             _run(["tar", "-C", root, "-cf", str(tarball), "."], "packing the base rootfs failed")
-            backend.import_rootfs(client, tarball, BASE_TAG)
+            backend.import_rootfs(client, tarball, variant.base_tag)
         finally:
             tarball.unlink(missing_ok=True)
 
@@ -134,26 +157,26 @@ def debian_mirror(sources: Path = Path("/etc/apt/sources.list.d/debian.sources")
     return "http://deb.debian.org/debian"
 
 
-def wheelhouse_dir(variant: Variant, requirements: bytes) -> Path:
-    key = hashlib.sha256(requirements).hexdigest()[:12]
-    return CACHE / "wheels" / (key if variant.name == "cpu" else f"{key}-{variant.name}")
+def wheelhouse_dir(variant: Variant, lock: bytes) -> Path:
+    return CACHE / "wheels" / f"{hashlib.sha256(lock).hexdigest()[:12]}-{variant.name}"
 
 
 def download_command(variant: Variant, out: Path) -> list[str]:
-    req = IMAGES / "requirements.txt"
+    """Exactly the lock's files: --require-hashes refuses any other build of a pinned version."""
     cmd = [sys.executable, "-m", "pip", "download", "-q", "-d", str(out), "--only-binary=:all:",
-           "--python-version", "3.11", "-r", str(req), torch_requirement(variant, req.read_text())]
+           "--no-deps", "--require-hashes", "--python-version", "3.11",
+           "-r", str(lock_file(variant))]
     for p in PLATFORMS:
         cmd += ["--platform", p]
     return cmd
 
 
 def wheelhouse(variant: Variant) -> Path:
-    out = wheelhouse_dir(variant, (IMAGES / "requirements.txt").read_bytes())
+    out = wheelhouse_dir(variant, lock_file(variant).read_bytes())
     if (out / ".complete").exists():
         step(f"wheelhouse cached at {out}")
         return out
-    step(f"pip download ({variant.name}) -> {out} (first time: a few minutes)")
+    step(f"pip download ({variant.name} lock) -> {out} (first time: a few minutes)")
     out.mkdir(parents=True, exist_ok=True)
     _run(download_command(variant, out), "pip download failed; the host must reach the package "
          "index (the cpu variant also needs the torch +cpu wheel: PIP_EXTRA_INDEX_URL="
@@ -170,7 +193,7 @@ def _context(ctx: Path, variant: Variant, wheels: Path) -> None:
             os.link(whl, ctx / "wheels" / whl.name)  # no copy of ~400 MB
         except OSError:
             shutil.copy(whl, ctx / "wheels" / whl.name)
-    shutil.copy(IMAGES / "requirements.txt", ctx / "wheels" / "requirements.txt")
+    shutil.copy(lock_file(variant), ctx / "wheels" / "lock.txt")
     (ctx / "project").mkdir()
     step("building the onenode wheel")
     # From a clean copy: setuptools reuses ./build, whose stale modules would ship otherwise.

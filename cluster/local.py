@@ -15,7 +15,7 @@ from cluster.node import start_node
 from cluster.progress import step
 from onenode import names
 from onenode.errors import ClusterError
-from onenode.paths import onenode_hf_home
+from onenode.paths import hf_home as default_hf_home
 
 DEFAULT_NAME = "onenode"
 HEAD_HOST = 10  # head at .10, workers at .11, .12, ...
@@ -34,10 +34,6 @@ class ClusterInfo:
     @property
     def head(self) -> str:
         return self.nodes[0][0]
-
-
-def default_hf_home() -> Path:
-    return onenode_hf_home()
 
 
 def pick_subnet(name: str, used: set[str]) -> str:

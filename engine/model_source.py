@@ -1,6 +1,7 @@
 """Resolve the `model` argument to files on disk: an HF directory (config.json + safetensors) or a
-GGUF file (or a directory holding exactly one). Only local paths work without a hub; the error says
-how to point at one."""
+GGUF file (or a directory holding exactly one). A hub id (ORG/NAME) resolves through
+huggingface_hub: the cached snapshot that `refs/main` names, else a download (HF_TOKEN for gated
+models) unless HF_HUB_OFFLINE is set; the error says how to point at a local copy."""
 
 import json
 import os
@@ -10,7 +11,7 @@ from pathlib import Path
 from engine.model_config import ModelConfig, model_config_from_hf
 from engine.models.gguf_config import gguf_hf_config
 from onenode.errors import ModelLoadError
-from onenode.paths import hf_home
+from onenode.paths import hf_hub_cache
 
 
 @dataclass(frozen=True)
@@ -51,19 +52,38 @@ def _gguf(directory: Path, name: str) -> ModelSource:
 
 
 def _from_hf_cache(model: str) -> Path | None:
-    """A hub id already downloaded into HF_HOME/hub (the layout huggingface_hub writes)."""
-    if model.count("/") != 1:
+    """A hub id: the snapshot huggingface_hub resolves (the revision `refs/main` points to in
+    HF_HOME/hub), downloaded first where the hub is reachable and HF_HUB_OFFLINE is unset."""
+    if model.count("/") != 1 or model.startswith(("/", ".", "~")):
         return None
-    home = hf_home()
-    snaps = sorted((home / "hub" / f"models--{model.replace('/', '--')}" / "snapshots").glob("*"))
-    return snaps[-1] if snaps else None
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(model, cache_dir=hf_hub_cache(), local_files_only=True))
+    except Exception:  # noqa: BLE001 - not cached (LocalEntryNotFoundError) or a bad repo id
+        pass
+    if _hub_offline():
+        return None
+    try:
+        return Path(snapshot_download(model, cache_dir=hf_hub_cache(),
+                                      token=os.environ.get("HF_TOKEN") or None))
+    except Exception as exc:  # noqa: BLE001 - network, auth (gated) or unknown repo: one line
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ModelLoadError(f"model {model!r} is not cached in {hf_hub_cache()} and the "
+                             f"download failed ({first}); set HF_TOKEN for gated models, or "
+                             f"download it where the hub is reachable and pass the local "
+                             f"directory, at the same path on every node") from None
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _missing(model: str):
     if model.count("/") == 1 and not model.startswith(("/", ".", "~")):
         raise ModelLoadError(
-            f"model {model!r} is not a local path and is not in the HF cache; this machine cannot "
-            f"download from the hub: download it where the hub is reachable (HF_TOKEN for gated "
-            f"models) and pass the local directory, at the same path on every node")
+            f"model {model!r} is not a local path and is not in the HF cache ({hf_hub_cache()}), "
+            f"and HF_HUB_OFFLINE is set: download it where the hub is reachable (HF_TOKEN for "
+            f"gated models) and pass the local directory, at the same path on every node")
     raise ModelLoadError(f"model path {model} does not exist on this node; put the model at the "
                          f"same path on every node (mount HF_HOME) or fix the path")

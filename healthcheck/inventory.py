@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from healthcheck.verbs import has_libibverbs, verbs_devices
 from onenode.secrets import is_secret
 
 ENV_PREFIXES = ("NCCL_", "GLOO_", "VLLM_")
@@ -44,6 +45,8 @@ class NodeInventory:
     ib_ports: list[dict]  # device, port, rate_gbit, state
     model: dict | None  # path, present, fingerprint
     errors: list[str] = field(default_factory=list)
+    ib_devices: list[dict] = field(default_factory=list)  # what verbs can open (healthcheck.verbs)
+    libibverbs: bool = False  # the image has the library NCCL loads for InfiniBand/RoCE
 
 
 def collect(ray_ip: str = "", node_id: str = "", model_path: str | None = None,
@@ -56,7 +59,8 @@ def collect(ray_ip: str = "", node_id: str = "", model_path: str | None = None,
         vllm_host_ip=os.environ.get("VLLM_HOST_IP"), interfaces=interfaces(),
         versions=versions(), image_id=image_id(), gpus=gpus, driver=driver,
         shm_bytes=shm_bytes(), env=env, secret_fingerprints=fingerprints, ib_ports=ib_ports(),
-        model=model_fingerprint(model_path) if model_path else None, errors=errors)
+        model=model_fingerprint(model_path) if model_path else None, errors=errors,
+        ib_devices=verbs_devices(), libibverbs=has_libibverbs())
 
 
 def node_env(environ: dict[str, str], run_key: bytes) -> tuple[dict[str, str], dict[str, str]]:

@@ -178,9 +178,28 @@ def gpu_verdicts(nodes: dict[str, NodeInventory]) -> list[Verdict]:
     return out
 
 
+def ib_verdicts(nodes: dict[str, NodeInventory]) -> list[Verdict]:
+    """RDMA hardware that NCCL cannot use: the kernel has ports, but verbs cannot open a device
+    (no `--device /dev/infiniband`) or the image lacks libibverbs (use the cuda image)."""
+    out = []
+    for label, inv in nodes.items():
+        if not inv.ib_ports:
+            continue
+        if not any(d.get("open") for d in inv.ib_devices):
+            out.append(Verdict(WARN, "transport", f"{label} has InfiniBand/RoCE ports but verbs "
+                               f"can open none of them; start its container with `--device "
+                               f"/dev/infiniband --cap-add IPC_LOCK --ulimit memlock=-1`",
+                               (label,)))
+        elif not inv.libibverbs:
+            out.append(Verdict(WARN, "transport", f"{label} has InfiniBand/RoCE devices but no "
+                               f"libibverbs, so NCCL uses sockets; run the cuda image "
+                               f"(`onenode image build --variant cuda`)", (label,)))
+    return out
+
+
 def node_verdicts(nodes: dict[str, NodeInventory], simulated: bool = False) -> list[Verdict]:
     return (version_verdicts(nodes) + env_verdicts(nodes) + ip_verdicts(nodes, simulated) +
-            model_verdicts(nodes) + shm_verdicts(nodes) + gpu_verdicts(nodes))
+            model_verdicts(nodes) + shm_verdicts(nodes) + gpu_verdicts(nodes) + ib_verdicts(nodes))
 
 
 def node_matrix(labels: list[str], verdicts: list[Verdict]) -> dict[str, dict[str, str]]:

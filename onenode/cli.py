@@ -25,6 +25,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help="show tracebacks")):
 def _mount() -> None:
     from bench.cli import bench_app
     from cluster.cli import cluster_app, image_app
+    from cluster.k8s.cli import k8s_app
     from engine.entrypoints.model_cli import model_app
     from engine.entrypoints.serve_cli import serve
     from engine.planner.cli import plan, set_live_cluster_reader
@@ -38,6 +39,7 @@ def _mount() -> None:
     app.command("healthcheck")(healthcheck)
     app.add_typer(cluster_app, name="cluster")
     app.add_typer(image_app, name="image")
+    app.add_typer(k8s_app, name="k8s")
     app.add_typer(model_app, name="model")
     app.add_typer(bench_app, name="bench")
 

@@ -9,14 +9,18 @@ CONTAINER_HF_HOME = "/root/.cache/huggingface"
 
 
 def hf_home() -> Path:
-    """$HF_HOME, else ~/.cache/huggingface, as huggingface_hub resolves it."""
-    return Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
+    """$HF_HOME, else $XDG_CACHE_HOME/huggingface, else ~/.cache/huggingface: huggingface_hub's
+    rule, so `onenode cluster up` mounts the cache the user's other tools already fill."""
+    if os.environ.get("HF_HOME"):
+        return Path(os.path.expanduser(os.environ["HF_HOME"]))
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "huggingface"
 
 
-def onenode_hf_home() -> Path:
-    """The HF_HOME that `onenode cluster up` and the demo use: $ONENODE_HF_HOME, else
-    ~/.cache/onenode/hf."""
-    return Path(os.environ.get("ONENODE_HF_HOME") or Path.home() / ".cache" / "onenode" / "hf")
+def hf_hub_cache() -> Path:
+    """Where hub downloads live: $HF_HUB_CACHE, else HF_HOME/hub (huggingface_hub's layout:
+    models--ORG--NAME/{refs,snapshots,blobs})."""
+    return Path(os.environ.get("HF_HUB_CACHE") or hf_home() / "hub")
 
 
 def onenode_cache() -> Path:

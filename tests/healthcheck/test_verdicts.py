@@ -136,3 +136,21 @@ def test_node_matrix_keeps_the_worst_level_per_check():
     matrix = node_matrix([A, B], [Verdict(WARN, "env", "w", (A,)), Verdict(FAIL, "env", "f", (A,)),
                                   Verdict(FAIL, "allreduce", "x", (B,))])
     assert matrix[A]["env"] == FAIL and matrix[B]["env"] == OK and "allreduce" not in matrix[B]
+
+
+IB_PORT = [{"device": "mlx5_0", "port": "1", "rate_gbit": 200.0, "state": "ACTIVE"}]
+IB_DEV = [{"device": "mlx5_0", "uverbs": "uverbs0", "open": True, "link_layer": "InfiniBand"}]
+
+
+def test_ib_ports_that_verbs_cannot_open_name_the_docker_flags(inv):
+    from healthcheck.verdicts import ib_verdicts
+
+    nodes = {"a": inv("10.0.0.1", ib_ports=IB_PORT, ib_devices=IB_DEV, libibverbs=True),
+             "b": inv("10.0.0.2", ib_ports=IB_PORT, ib_devices=[], libibverbs=True),
+             "c": inv("10.0.0.3", ib_ports=IB_PORT, ib_devices=IB_DEV, libibverbs=False),
+             "d": inv("10.0.0.4")}  # no RDMA hardware at all: nothing to say
+    found = {v.nodes: v.message for v in ib_verdicts(nodes)}
+    assert set(found) == {("b",), ("c",)}
+    assert "--device /dev/infiniband" in found[("b",)]
+    assert "--variant cuda" in found[("c",)]
+
