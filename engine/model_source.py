@@ -21,10 +21,12 @@ class ModelSource:
     model_config: ModelConfig
 
 
-def resolve_model(model: str) -> ModelSource:
+def resolve_model(model: str, revision: str | None = None) -> ModelSource:
+    """`revision` (vLLM's --revision) picks a branch, tag or commit of a hub id in the HF cache;
+    a local directory is taken as it is."""
     path = Path(os.path.expanduser(model))
     if not path.exists():
-        path = _from_hf_cache(model) or _missing(model)
+        path = _from_hf_cache(model, revision) or _missing(model, revision)
     if path.is_file():
         if path.suffix != ".gguf":
             raise ModelLoadError(f"{path} is a file but not a .gguf; pass a GGUF file or an HF "
@@ -50,16 +52,28 @@ def _gguf(directory: Path, name: str) -> ModelSource:
     return ModelSource(directory, name, cfg, model_config_from_hf(cfg))
 
 
-def _from_hf_cache(model: str) -> Path | None:
+def _from_hf_cache(model: str, revision: str | None = None) -> Path | None:
     """A hub id already downloaded into HF_HOME/hub (the layout huggingface_hub writes)."""
     if model.count("/") != 1:
         return None
-    home = hf_home()
-    snaps = sorted((home / "hub" / f"models--{model.replace('/', '--')}" / "snapshots").glob("*"))
+    repo = hf_home() / "hub" / f"models--{model.replace('/', '--')}"
+    if revision:
+        ref = repo / "refs" / revision  # a branch or tag names a commit; else it is one
+        commit = ref.read_text().strip() if ref.is_file() else revision
+        snap = repo / "snapshots" / commit
+        return snap if snap.is_dir() else None
+    ref = repo / "refs" / "main"
+    if ref.is_file() and (repo / "snapshots" / ref.read_text().strip()).is_dir():
+        return repo / "snapshots" / ref.read_text().strip()
+    snaps = sorted((repo / "snapshots").glob("*"))
     return snaps[-1] if snaps else None
 
 
-def _missing(model: str):
+def _missing(model: str, revision: str | None = None):
+    if revision and model.count("/") == 1:
+        raise ModelLoadError(f"revision {revision!r} of {model!r} is not in the HF cache; "
+                             f"download that revision where the hub is reachable, or drop "
+                             f"--revision to use the cached one")
     if model.count("/") == 1 and not model.startswith(("/", ".", "~")):
         raise ModelLoadError(
             f"model {model!r} is not a local path and is not in the HF cache; this machine cannot "
