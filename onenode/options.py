@@ -53,8 +53,13 @@ def _describe(low, high) -> str:
     return f">= {low}" if low is not None else f"<= {high}"
 
 
-def flag_names(f: dataclasses.Field) -> tuple[str, ...]:
-    return f.metadata.get("flags") or ("--" + f.name.replace("_", "-"),)
+def flag_names(f: dataclasses.Field, is_bool: bool = False) -> tuple[str, ...]:
+    """Declared flags, else `--field-name` (and `--no-field-name` for a bool, as vLLM's
+    BooleanOptionalAction)."""
+    if f.metadata.get("flags"):
+        return f.metadata["flags"]
+    flag = f.name.replace("_", "-")
+    return (f"--{flag}/--no-{flag}",) if is_bool else (f"--{flag}",)
 
 
 def cli_parameters(cls, only: Iterable[str] | None = None,
@@ -74,7 +79,7 @@ def cli_parameters(cls, only: Iterable[str] | None = None,
         if f.default is _NO_DEFAULT:
             info = typer.Argument(..., help=meta.get("help") or None)
         else:
-            info = typer.Option(_cli_default(f.default), *flag_names(f),
+            info = typer.Option(_cli_default(f.default), *flag_names(f, annotation is bool),
                                 help=meta.get("help") or None,
                                 envvar=list(meta["envvar"]) or None,
                                 show_envvar=bool(meta.get("envvar")),
