@@ -79,3 +79,17 @@ def test_chat_template_is_a_file_or_inline(tmp_path):
     assert ServerConfig(chat_template="{{ x }}").chat_template_text() == "{{ x }}"
     with pytest.raises(ConfigError, match="neither a file nor a Jinja template"):
         ServerConfig(chat_template="missing.jinja").chat_template_text()
+
+
+def test_the_readme_vllm_command_line_parses(parsed):
+    import re
+    import shlex
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    block = re.search(r"## A vLLM command line, unchanged\n\n```bash\n(.*?)```", readme, re.S)
+    words = shlex.split(block.group(1).replace("\\\n", " "))
+    env = dict(w.split("=", 1) for w in words[:words.index("onenode")])
+    result, got = parsed(*words[words.index("serve") + 2:], env=env)
+    assert result.exit_code == 0, result.output
+    assert got["server"].api_key == (env["VLLM_API_KEY"],)
