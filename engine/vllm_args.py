@@ -15,14 +15,14 @@ from onenode.errors import ConfigError
 
 # name -> (the accepted "off" value, why not / what to do instead)
 UNSUPPORTED: dict[str, tuple[object, str]] = {
-    "quantization": (None, "weights load unquantized; use an unquantized checkpoint or a GGUF "
-                           "file (dequantized at load)"),
+    "quantization": (None, ("weights load unquantized; use an unquantized checkpoint or a GGUF "
+                            "file (dequantized at load)")),
     "kv_cache_dtype": ("auto", "the KV cache uses the model dtype; leave kv_cache_dtype='auto'"),
     "load_format": ("auto", "onenode loads safetensors or GGUF; leave load_format='auto'"),
     "tokenizer_mode": ("auto", "onenode uses the HF fast tokenizer; leave tokenizer_mode='auto'"),
     "speculative_config": (None, "speculative decoding is not implemented yet"),
-    "enable_lora": (False, "LoRA adapters are not implemented yet; merge the adapter into the "
-                           "weights"),
+    "enable_lora": (False, ("LoRA adapters are not implemented yet; merge the adapter into the "
+                            "weights")),
     "enable_expert_parallel": (False, "MoE models are not supported yet"),
     "cpu_offload_gb": (0, "weights are not offloaded; use pipeline parallelism to spread them"),
     "hf_overrides": (None, "edit config.json instead"),

@@ -94,7 +94,7 @@ def _cli_type(hint):
     args = typing.get_args(hint)
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         inner = [a for a in args if a is not type(None)]
-        return typing.Optional[_cli_type(inner[0])] if len(inner) == 1 else hint
+        return _cli_type(inner[0]) | None if len(inner) == 1 else hint
     if typing.get_origin(hint) is tuple:
         return list[args[0]]
     return hint

@@ -109,7 +109,7 @@ class AsyncEngine:
                 elif time.monotonic() - last_check >= self.health_interval_s:
                     last_check = time.monotonic()
                     self._check_health()
-        except BaseException as exc:  # noqa: BLE001 - any loop failure kills the engine
+        except BaseException as exc:
             log.error("engine loop died: %s", exc, exc_info=not isinstance(exc, EngineDeadError))
             self._close(exc if isinstance(exc, EngineDeadError) else EngineDeadError(str(exc)))
         else:

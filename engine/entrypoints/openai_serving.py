@@ -98,7 +98,7 @@ class OpenAIServing:
             return apply_chat_template(self._encoder, conversation)
         except OnenodeError as exc:
             raise ApiError(400, str(exc), param="messages", code="invalid_value") from exc
-        except Exception as exc:  # noqa: BLE001 - template errors come from the client's input
+        except Exception as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ApiError(400, f"the chat template cannot render these messages: {first}",
                            param="messages", code="invalid_value") from exc

@@ -4,12 +4,12 @@ until the planned placement fits."""
 import os
 import time
 
+from engine.logger import init_logger
 from engine.parallel.placement import (
     NodeDevices,
     insufficient_message,
     place_ranks_on_nodes,
 )
-from engine.logger import init_logger
 from onenode.errors import ClusterError, ResourceError
 
 log = init_logger("onenode.ray")

@@ -14,7 +14,6 @@ import typer
 from rich.console import Console
 
 from engine.config import EngineConfig
-
 from engine.planner.model_shape import load_model_shape
 from engine.planner.plan import PlanRequest, make_plan
 from engine.planner.report import plan_json, render_plan

@@ -14,7 +14,7 @@ from engine.core.engine import LLMEngine
 from tests.engine.entrypoints.conftest import engine_config, running_server
 
 schemathesis = pytest.importorskip("schemathesis")
-from schemathesis import GenerationMode  # noqa: E402
+from schemathesis import GenerationMode
 
 EXAMPLES = int(os.environ.get("ONENODE_FUZZ_EXAMPLES", "25"))  # more for a deeper run
 KEY = "fuzz-key-0b1e"

@@ -4,7 +4,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-import engine.entrypoints.api_server as api_server
+from engine.entrypoints import api_server
 from engine.entrypoints.serve_cli import serve
 from engine.entrypoints.server_config import ServerConfig
 from onenode.errors import ConfigError
@@ -87,7 +87,7 @@ def test_the_readme_vllm_command_line_parses(parsed):
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
-    block = re.search(r"## A vLLM command line, unchanged\n\n```bash\n(.*?)```", readme, re.S)
+    block = re.search(r"## A vLLM command line, unchanged\n\n```bash\n(.*?)```", readme, re.DOTALL)
     words = shlex.split(block.group(1).replace("\\\n", " "))
     env = dict(w.split("=", 1) for w in words[:words.index("onenode")])
     result, got = parsed(*words[words.index("serve") + 2:], env=env)

@@ -11,8 +11,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-import engine.entrypoints.api_server as api_server
 from engine.core.engine import LLMEngine
+from engine.entrypoints import api_server
 from engine.entrypoints.serve_cli import serve
 from tests.engine.entrypoints.conftest import engine_config, running_server
 
