@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from onenode.errors import ConfigError, EngineDeadError
+from onenode.errors import ConfigError, EngineDeadError, OnenodeError
 
 log = logging.getLogger("onenode.api")
 
@@ -93,6 +93,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException):
         return error_response(exc.status_code, str(exc.detail),
                               headers=getattr(exc, "headers", None))
+
+    # Our own errors (engine dead, bad config) are answered here, not by the catch-all below:
+    # Starlette re-raises what reaches that one, and uvicorn logs it as a crash.
+    @app.exception_handler(OnenodeError)
+    async def _onenode(_: Request, exc: OnenodeError):
+        err = from_exception(exc)
+        return error_response(err.status, err.message, err.param, err.code)
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception):
