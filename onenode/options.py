@@ -24,15 +24,16 @@ _NO_DEFAULT = dataclasses.MISSING
 
 def option(default=_NO_DEFAULT, *, help: str = "", flags: tuple[str, ...] = (),
            envvar: tuple[str, ...] = (), range: tuple[float | None, float | None] | None = None,
-           cli: bool = True, hidden: bool = False) -> typing.Any:
+           cli: bool = True, hidden: bool = False, secret: bool = False) -> typing.Any:
     """A dataclass field with CLI metadata. `flags`: the full flag spelling(s) replacing the
     derived `--field-name` (e.g. ("--tensor-parallel-size", "-tp")); `range`: (low, high),
-    either end None for open; `cli=False` keeps the field off the command line."""
+    either end None for open; `cli=False` keeps the field off the command line; `secret=True`
+    keeps the value out of the dataclass's repr (and so out of logs)."""
     meta = {"help": help, "flags": tuple(flags), "envvar": tuple(envvar), "range": range,
             "cli": cli, "hidden": hidden}
     if isinstance(default, list | dict | set):
         raise TypeError("use a tuple default for a frozen config")
-    return dataclasses.field(default=default, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta, repr=not secret)
 
 
 def check_ranges(obj) -> None:

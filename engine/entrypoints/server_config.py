@@ -21,7 +21,7 @@ class ServerConfig:
                                          "container)")
     port: int = option(8000, range=(1, 65535))
     api_key: tuple[str, ...] = option(
-        (), envvar=("VLLM_API_KEY", "ONENODE_API_KEY"),
+        (), envvar=("VLLM_API_KEY", "ONENODE_API_KEY"), secret=True,
         help="require 'Authorization: Bearer KEY' on /v1/* (repeat for several keys)")
     served_model_name: str | None = option(None, help="model name clients send (default: MODEL "
                                                       "as given)")

@@ -93,3 +93,7 @@ def test_the_readme_vllm_command_line_parses(parsed):
     result, got = parsed(*words[words.index("serve") + 2:], env=env)
     assert result.exit_code == 0, result.output
     assert got["server"].api_key == (env["VLLM_API_KEY"],)
+
+
+def test_api_keys_stay_out_of_the_repr():
+    assert "k-secret" not in repr(ServerConfig(api_key=("k-secret",)))
