@@ -50,6 +50,10 @@ class OpenAIServing:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onenode-tokenizer")
         self.max_model_len = engine.max_model_len
         self.vocab_size = engine.model_config.vocab_size
+        # No token spells more than `longest` characters, so a longer text than this cannot fit
+        # max_model_len: refused before it occupies the tokenizer thread (4x for byte markers).
+        longest = max((len(t) for t in self._encoder.get_vocab()), default=1)
+        self.max_prompt_chars = 4 * longest * self.max_model_len + 1024
         self.sampling_defaults = getattr(engine, "default_sampling_params", dict)()
         self.metrics = ServerMetrics(async_engine, served_model_name)
 
@@ -65,6 +69,12 @@ class OpenAIServing:
 
     async def encode(self, prompt: str | list[int]) -> list[int]:
         if isinstance(prompt, str):
+            if len(prompt) > self.max_prompt_chars:
+                raise ApiError(400, f"this model's maximum context length is "
+                                    f"{self.max_model_len} tokens, but the prompt has "
+                                    f"{len(prompt)} characters, more than that many tokens can "
+                                    f"hold; shorten the prompt", param="prompt",
+                               code="context_length_exceeded")
             ids = await self.off_loop(self._encoder.encode, prompt)
         else:
             bad = [t for t in prompt if not 0 <= t < self.vocab_size]

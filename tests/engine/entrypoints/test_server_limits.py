@@ -145,3 +145,9 @@ def _wait(cond, timeout_s: float = 30.0) -> None:
     while not cond():
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.01)
+
+
+def test_a_prompt_longer_than_any_context_is_refused_before_tokenizing(limited):
+    text = "w5 " * 20_000  # 60 kB: under the body cap, far beyond 256 tokens of at most 4 chars
+    with pytest.raises(openai.BadRequestError, match="maximum context length is 256 tokens"):
+        _client(limited).completions.create(model=limited.name, prompt=text, max_tokens=1)
