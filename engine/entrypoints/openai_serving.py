@@ -153,6 +153,8 @@ class OpenAIServing:
         prompts = req.prompts()
         check_count("prompts", len(prompts), self.server.max_prompts_per_request,
                     "--max-prompts-per-request", "prompt")
+        # A full queue is refused before tokenizing; admit() checks again with the final count.
+        check_queue(self.async_engine.num_waiting, len(prompts), self.server.max_waiting_requests)
         jobs = []
         for prompt in prompts:
             ids = await self.encode(prompt)
@@ -181,6 +183,7 @@ class OpenAIServing:
     async def chat(self, req: ChatCompletionRequest):
         self.check_model(req.model)
         req.check_unsupported()
+        check_queue(self.async_engine.num_waiting, 1, self.server.max_waiting_requests)
         ids = await self.encode(await self.chat_prompt(req.conversation()))
         params = req.sampling_params(self.max_tokens(len(ids), req.requested_max_tokens(), None),
                                      req.num_logprobs())
