@@ -1,4 +1,4 @@
-"""EngineConfig: every knob of LLM(...) / `onenode serve`, validated in one place.
+"""EngineConfig: every knob of LLM(...) / `onenode serve` / `onenode plan`, validated in one place.
 
 `validate_against(model)` holds the rules that need the model's shape (heads divisible by TP,
 layers >= PP); errors name the fix.
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from engine.model_config import ModelConfig
 from engine.parallel.pp_partition import PARTITION_ENV, pp_layer_partition
 from onenode.errors import ConfigError
+from onenode.options import check_ranges, option
 
 BACKENDS = ("uni", "mp", "ray")
 DTYPES = ("auto", "float32", "float16", "bfloat16", "fp32", "fp16", "bf16", "half", "float")
@@ -17,32 +18,55 @@ DTYPES = ("auto", "float32", "float16", "bfloat16", "fp32", "fp16", "bf16", "hal
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
-    model: str
-    tensor_parallel_size: int = 1
-    pipeline_parallel_size: int = 1
-    distributed_executor_backend: str | None = None
-    dtype: str = "auto"
-    max_model_len: int | None = None
-    block_size: int = 16
-    gpu_memory_utilization: float = 0.9
-    kv_cache_space_gib: float | None = None
-    max_num_seqs: int = 256
-    max_num_batched_tokens: int | None = None
-    enable_prefix_caching: bool = True
-    seed: int = 0
-    device: str = "auto"
-    pp_layer_partition: str | None = None
-    tokenizer: str | None = None
+    """One list of engine options: LLM(**kwargs), `onenode serve` and `onenode plan` flags are all
+    derived from these fields (onenode/options.py), with vLLM's names and defaults."""
+    model: str = option(help="HF model directory, GGUF file/dir or hub id")
+    tensor_parallel_size: int = option(1, flags=("--tensor-parallel-size", "-tp"),
+                                       range=(1, None))
+    pipeline_parallel_size: int = option(1, flags=("--pipeline-parallel-size", "-pp"),
+                                         range=(1, None))
+    distributed_executor_backend: str | None = option(
+        None, help="uni | mp | ray (default: uni for one rank, mp when this node has enough "
+                   "devices, else ray; ray starts a local Ray instance when there is no cluster)")
+    dtype: str = option("auto", help="auto | float32 | float16 | bfloat16")
+    max_model_len: int | None = option(None, range=(1, None))
+    block_size: int = option(16)
+    gpu_memory_utilization: float = option(0.9)
+    kv_cache_space_gib: float | None = option(
+        None, help="KV cache size per rank on CPU (vLLM's VLLM_CPU_KVCACHE_SPACE)")
+    max_num_seqs: int = option(256, range=(1, None))
+    max_num_batched_tokens: int | None = option(
+        None, range=(1, None), help="tokens per engine step (default: max(2048, max_model_len "
+                                    "up to 8192))")
+    enable_prefix_caching: bool = option(
+        True, flags=("--enable-prefix-caching/--no-enable-prefix-caching",))
+    seed: int = option(0, range=(0, None))
+    device: str = option("auto", help="auto | cpu | cuda")
+    pp_layer_partition: str | None = option(None, help="layers per stage, e.g. 10,10,10")
+    tokenizer: str | None = option(None, help="tokenizer directory (default: MODEL)")
+    revision: str | None = option(
+        None, help="hub model revision (branch, tag or commit) to take from the HF cache")
+    enforce_eager: bool = option(
+        False, help="accepted for vLLM compatibility: onenode always runs eagerly")
+    max_logprobs: int = option(20, range=(0, 20),
+                               help="most logprobs a request may ask for (vLLM's default 20)")
+    generation_config: str = option(
+        "auto", help="auto: default sampling values from the model's generation_config.json; "
+                     "vllm: onenode's defaults; or a directory holding generation_config.json")
+    trust_remote_code: bool = option(
+        False, help="refused: onenode never runs code from a model repository")
     # vLLM's knob for tests and debugging: use this many KV blocks instead of what fits.
-    num_gpu_blocks_override: int | None = None
+    num_gpu_blocks_override: int | None = option(None, range=(1, None), hidden=True)
 
     def __post_init__(self):
         def need(ok: bool, msg: str):
             if not ok:
                 raise ConfigError(msg)
 
-        need(self.tensor_parallel_size >= 1, "tensor_parallel_size must be >= 1")
-        need(self.pipeline_parallel_size >= 1, "pipeline_parallel_size must be >= 1")
+        check_ranges(self)
+        need(not self.trust_remote_code,
+             "trust_remote_code=True is not supported: onenode never runs code from a model "
+             "repository; use a supported architecture and leave trust_remote_code off")
         need(self.distributed_executor_backend in (None, *BACKENDS),
              f"distributed_executor_backend={self.distributed_executor_backend!r}; "
              f"use one of {', '.join(BACKENDS)}")
@@ -53,8 +77,6 @@ class EngineConfig:
              f"gpu_memory_utilization={self.gpu_memory_utilization} must be in (0, 1]")
         need(self.kv_cache_space_gib is None or self.kv_cache_space_gib > 0,
              "kv_cache_space_gib must be > 0")
-        need(self.max_num_seqs >= 1, "max_num_seqs must be >= 1")
-        need(self.max_model_len is None or self.max_model_len >= 1, "max_model_len must be >= 1")
         need(self.device in ("auto", "cpu", "cuda"), f"device={self.device!r}; use auto, cpu, cuda")
         need(self.distributed_executor_backend != "uni" or self.world_size == 1,
              f"the uni backend runs one process but tensor_parallel_size x "

@@ -22,10 +22,12 @@ class ModelSource:
     model_config: ModelConfig
 
 
-def resolve_model(model: str) -> ModelSource:
+def resolve_model(model: str, revision: str | None = None) -> ModelSource:
+    """`revision` (vLLM's --revision) picks a branch, tag or commit of a hub id in the HF cache;
+    a local directory is taken as it is."""
     path = Path(os.path.expanduser(model))
     if not path.exists():
-        path = _from_hf_cache(model) or _missing(model)
+        path = _from_hf_cache(model, revision) or _missing(model, revision)
     if path.is_file():
         if path.suffix != ".gguf":
             raise ModelLoadError(f"{path} is a file but not a .gguf; pass a GGUF file or an HF "
@@ -51,21 +53,22 @@ def _gguf(directory: Path, name: str) -> ModelSource:
     return ModelSource(directory, name, cfg, model_config_from_hf(cfg))
 
 
-def _from_hf_cache(model: str) -> Path | None:
-    """A hub id: the snapshot huggingface_hub resolves (the revision `refs/main` points to in
+def _from_hf_cache(model: str, revision: str | None = None) -> Path | None:
+    """A hub id: the snapshot huggingface_hub resolves (the revision `refs/main` (or `revision`) points to in
     HF_HOME/hub), downloaded first where the hub is reachable and HF_HUB_OFFLINE is unset."""
     if model.count("/") != 1 or model.startswith(("/", ".", "~")):
         return None
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(model, cache_dir=hf_hub_cache(), local_files_only=True))
+        return Path(snapshot_download(model, revision=revision, cache_dir=hf_hub_cache(),
+                                      local_files_only=True))
     except Exception:  # noqa: BLE001 - not cached (LocalEntryNotFoundError) or a bad repo id
         pass
     if _hub_offline():
         return None
     try:
-        return Path(snapshot_download(model, cache_dir=hf_hub_cache(),
+        return Path(snapshot_download(model, revision=revision, cache_dir=hf_hub_cache(),
                                       token=os.environ.get("HF_TOKEN") or None))
     except Exception as exc:  # noqa: BLE001 - network, auth (gated) or unknown repo: one line
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
@@ -79,7 +82,11 @@ def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _missing(model: str):
+def _missing(model: str, revision: str | None = None):
+    if revision and model.count("/") == 1:
+        raise ModelLoadError(f"revision {revision!r} of {model!r} is not in the HF cache; "
+                             f"download that revision where the hub is reachable, or drop "
+                             f"--revision to use the cached one")
     if model.count("/") == 1 and not model.startswith(("/", ".", "~")):
         raise ModelLoadError(
             f"model {model!r} is not a local path and is not in the HF cache ({hf_hub_cache()}), "

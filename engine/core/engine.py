@@ -16,6 +16,7 @@ from engine.core.engine_setup import EngineSetup
 from engine.core.output_processor import OutputProcessor, RequestState
 from engine.core.scheduler import Scheduler
 from engine.core.sequence import Sequence
+from engine.generation_config import default_sampling_values
 from engine.outputs import CompletionOutput, RequestOutput
 from engine.sampling_params import SamplingParams
 from engine.tokenizer import load_tokenizer
@@ -29,6 +30,8 @@ class LLMEngine:
         self.model_config = setup.model_config
         self.max_model_len = setup.max_model_len
         self.tokenizer = load_tokenizer(setup.source, config.tokenizer)
+        self._sampling_defaults = default_sampling_values(config.generation_config,
+                                                          setup.source.path)
         self.executor = setup.start_executor()
         try:
             self.num_blocks = setup.size_kv_cache(self.executor)
@@ -54,6 +57,11 @@ class LLMEngine:
             ids.add(self.tokenizer.eos_token_id)
         return tuple(sorted(ids))
 
+    def default_sampling_params(self) -> dict:
+        """SamplingParams field -> default from the model's generation_config.json (vLLM's
+        `generation_config="auto"`); applied where the caller left a field unset."""
+        return dict(self._sampling_defaults)
+
     def add_request(self, request_id: str, prompt: str | list[int], params: SamplingParams,
                     prompt_text: str | None = None) -> None:
         if request_id in self.requests:
@@ -64,6 +72,9 @@ class LLMEngine:
             token_ids = list(prompt)
         if not token_ids:
             raise ConfigError("the prompt is empty; give at least one token")
+        if (params.logprobs or 0) > self.config.max_logprobs:
+            raise ConfigError(f"SamplingParams.logprobs={params.logprobs} is invalid; it must be "
+                              f"<= max_logprobs={self.config.max_logprobs} (raise --max-logprobs)")
         if len(token_ids) >= self.max_model_len:
             raise ConfigError(
                 f"the prompt has {len(token_ids)} tokens but max_model_len is "

@@ -20,7 +20,7 @@ DEFAULT_MAX_NUM_BATCHED_TOKENS = 2048
 class EngineSetup:
     def __init__(self, config: EngineConfig):
         self.config = config
-        self.source = resolve_model(config.model)
+        self.source = resolve_model(config.model, config.revision)
         self.model_config = self.source.model_config
         self.partition = config.validate_against(self.model_config)
         self.max_model_len = config.resolved_max_model_len(self.model_config)

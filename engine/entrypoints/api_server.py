@@ -7,18 +7,21 @@ shut the engine and its workers down.
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import secrets
 import signal
 
 from fastapi import Depends, FastAPI, Header, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from engine import __version__
 from engine.config import EngineConfig
 from engine.entrypoints.async_engine import AsyncEngine
 from engine.entrypoints.errors import ApiError, error_response, install_error_handlers
+from engine.entrypoints.limits import BodyLimit
 from engine.entrypoints.metrics import CONTENT_TYPE
 from engine.entrypoints.openai_protocol import (
     ChatCompletionRequest,
@@ -31,6 +34,8 @@ from engine.entrypoints.openai_protocol import (
     TokenizeResponse,
 )
 from engine.entrypoints.openai_serving import OpenAIServing
+from engine.entrypoints.server_config import ServerConfig
+from engine.entrypoints.stats_log import StatsLogger
 from engine.logger import init_logger
 from onenode.secrets import SecretFilter
 
@@ -38,24 +43,49 @@ log = init_logger("onenode.api")
 
 
 def build_app(async_engine: AsyncEngine, served_model_name: str, model_path: str,
-              api_key: str | None = None) -> FastAPI:
-    serving = OpenAIServing(async_engine, served_model_name, model_path)
-    app = FastAPI(title="onenode", version=__version__)
+              api_key: str | None = None, server: ServerConfig | None = None) -> FastAPI:
+    """`api_key` (tests' shortcut) adds to server.api_key."""
+    server = server or ServerConfig()
+    keys = tuple(k for k in (*server.api_keys(), api_key) if k)
+    serving = OpenAIServing(async_engine, served_model_name, model_path, server)
+    app = FastAPI(title="onenode", version=__version__, lifespan=_lifespan(async_engine, server))
     app.state.serving = serving
     install_error_handlers(app)
-    auth = [Depends(_require_key(api_key))] if api_key else []
+    if server.allowed_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(server.allowed_origins),
+                           allow_methods=["*"], allow_headers=["*"])
+    app.add_middleware(BodyLimit, max_bytes=server.max_request_body_bytes)
+    auth = [Depends(_require_key(keys))] if keys else []
     _open_routes(app, async_engine, serving)
     _openai_routes(app, serving, auth)
     return app
 
 
-def _require_key(api_key: str):
-    expected = f"Bearer {api_key}".encode()
+def _lifespan(async_engine: AsyncEngine, server: ServerConfig):
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        task = None
+        if not server.disable_log_stats:
+            stats = StatsLogger(lambda: async_engine.stats, server.log_stats_interval_s)
+            task = asyncio.create_task(stats.run())
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+
+    return lifespan
+
+
+def _require_key(keys: tuple[str, ...]):
+    expected = [f"Bearer {k}".encode() for k in keys]
 
     async def check(authorization: str | None = Header(None)):
-        if not authorization or not secrets.compare_digest(authorization.encode(), expected):
+        given = (authorization or "").encode()
+        # Compare with every key (no early exit), so timing does not tell which one matched.
+        if not sum(secrets.compare_digest(given, e) for e in expected):
             raise ApiError(401, "invalid or missing API key; send 'Authorization: Bearer <key>' "
-                                "with the key given to --api-key / ONENODE_API_KEY",
+                                "with a key given to --api-key / VLLM_API_KEY",
                            code="invalid_api_key")
 
     return check
@@ -102,16 +132,17 @@ def _openai_routes(app: FastAPI, serving: OpenAIServing, auth: list) -> None:
             raise ApiError(400, "give exactly one of 'prompt' or 'messages'", param="prompt",
                            code="invalid_value")
         if req.messages is not None:
-            ids = serving.chat_prompt([{"role": m.role, "content": m.text()}
-                                       for m in req.messages])
+            ids = await serving.chat_prompt([{"role": m.role, "content": m.text()}
+                                             for m in req.messages])
         else:
-            ids = serving.tokenizer.encode(req.prompt, add_special_tokens=req.add_special_tokens)
+            ids = await serving.off_loop(functools.partial(
+                serving.tokenize_text, req.prompt, req.add_special_tokens))
         return TokenizeResponse(count=len(ids), max_model_len=serving.max_model_len, tokens=ids)
 
     @app.post("/detokenize", dependencies=auth)
     async def detokenize(req: DetokenizeRequest):
         serving.check_model(req.model)
-        return DetokenizeResponse(prompt=serving.tokenizer.decode(serving.encode(req.tokens)))
+        return DetokenizeResponse(prompt=await serving.decode(await serving.encode(req.tokens)))
 
 
 async def _respond(serving: OpenAIServing, raw: Request, work):
@@ -143,25 +174,26 @@ async def _client_gone(raw: Request) -> None:
         pass
 
 
-def run_server(engine_config: EngineConfig, host: str = "127.0.0.1", port: int = 8000,
-               api_key: str | None = None, served_model_name: str | None = None) -> None:
+def run_server(engine_config: EngineConfig, server: ServerConfig | None = None) -> None:
     """Load the engine, serve until Ctrl-C / SIGTERM, then stop the engine and its workers."""
     import uvicorn
 
     from engine.core.engine import LLMEngine
 
-    secrets_filter = SecretFilter([api_key, os.environ.get("HF_TOKEN"),
-                                    os.environ.get("HUGGING_FACE_HUB_TOKEN")])
+    server = server or ServerConfig()
+    host, port, api_key = server.host, server.port, server.api_keys()
+    secrets_filter = SecretFilter([*api_key, os.environ.get("HF_TOKEN"),
+                                   os.environ.get("HUGGING_FACE_HUB_TOKEN")])
     _attach_filter(secrets_filter)
     # SIGTERM while the model loads must still run the cleanup below (workers are processes).
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     engine = LLMEngine(engine_config)
     async_engine = AsyncEngine(engine)
     try:
-        name = served_model_name or engine_config.model
-        app = build_app(async_engine, name, engine_config.model, api_key)
-        config = uvicorn.Config(app, host=host, port=port, log_level="info",
-                                timeout_graceful_shutdown=3)
+        name = server.served_model_name or engine_config.model
+        app = build_app(async_engine, name, engine_config.model, server=server)
+        config = uvicorn.Config(app, host=host, port=port, log_level=server.uvicorn_log_level,
+                                root_path=server.root_path or "", timeout_graceful_shutdown=3)
         _attach_filter(secrets_filter)  # uvicorn.Config just (re)built its handlers
         server = uvicorn.Server(config)
         log.info("serving '%s' (%s backend, %d KV blocks) at http://%s:%d/v1 -- health at "

@@ -48,6 +48,7 @@ class AsyncEngine:
         self.stats: dict = dict(engine.stats())
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
         self._streams: dict[str, _Stream] = {}
+        self._pending_adds = 0  # queued "add" commands the engine thread has not applied yet
         # Makes "check dead, then enqueue" atomic against "mark dead, then fail the queue".
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="onenode-engine", daemon=True)
@@ -61,6 +62,7 @@ class AsyncEngine:
         with self._lock:
             if self.dead:
                 raise EngineDeadError(self.dead)
+            self._pending_adds += 1
             self._commands.put(("add", request_id, prompt, params, prompt_text, stream))
         finished = False
         try:
@@ -75,6 +77,11 @@ class AsyncEngine:
         finally:
             if not finished:
                 self.abort(request_id)
+
+    @property
+    def num_waiting(self) -> int:
+        """Requests not yet running: the scheduler's queue plus adds still on their way."""
+        return self.stats.get("num_waiting", 0) + self._pending_adds
 
     def abort(self, request_id: str) -> None:
         self._commands.put(("abort", request_id))
@@ -102,7 +109,7 @@ class AsyncEngine:
                 elif time.monotonic() - last_check >= self.health_interval_s:
                     last_check = time.monotonic()
                     self._check_health()
-        except BaseException as exc:  # noqa: BLE001 - any loop failure kills the engine
+        except BaseException as exc:
             log.error("engine loop died: %s", exc, exc_info=not isinstance(exc, EngineDeadError))
             self._close(exc if isinstance(exc, EngineDeadError) else EngineDeadError(str(exc)))
         else:
@@ -129,10 +136,13 @@ class AsyncEngine:
     def _add(self, request_id, prompt, params, prompt_text, stream: _Stream) -> None:
         try:
             self.engine.add_request(request_id, prompt, params, prompt_text=prompt_text)
+            self._streams[request_id] = stream
+            self.stats = dict(self.engine.stats())
         except Exception as exc:  # noqa: BLE001 - a bad request must not kill the loop
             stream.put(exc)
-            return
-        self._streams[request_id] = stream
+        finally:
+            with self._lock:  # counted in the scheduler's queue from here on
+                self._pending_adds -= 1
 
     def _step(self) -> None:
         outputs = self.engine.step()

@@ -11,21 +11,23 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from onenode.errors import ConfigError, EngineDeadError
+from onenode.errors import ConfigError, EngineDeadError, OnenodeError
 
 log = logging.getLogger("onenode.api")
 
 # OpenAI's `type` strings per status, so the official client maps them to its exception classes.
 _TYPES = {400: "invalid_request_error", 401: "invalid_request_error",
           404: "invalid_request_error", 405: "invalid_request_error",
+          413: "invalid_request_error",
           500: "internal_server_error", 503: "service_unavailable"}
 
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str, param: str | None = None,
-                 code: str | None = None):
+                 code: str | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.message, self.param, self.code = status, message, param, code
+        self.headers = headers
 
 
 def error_body(status: int, message: str, param: str | None = None,
@@ -35,8 +37,9 @@ def error_body(status: int, message: str, param: str | None = None,
 
 
 def error_response(status: int, message: str, param: str | None = None,
-                   code: str | None = None) -> JSONResponse:
-    return JSONResponse(error_body(status, message, param, code), status_code=status)
+                   code: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(status, message, param, code), status_code=status,
+                        headers=headers)
 
 
 def from_exception(exc: BaseException) -> ApiError:
@@ -79,7 +82,7 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError):
-        return error_response(exc.status, exc.message, exc.param, exc.code)
+        return error_response(exc.status, exc.message, exc.param, exc.code, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError):
@@ -88,7 +91,15 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException):
-        return error_response(exc.status_code, str(exc.detail))
+        return error_response(exc.status_code, str(exc.detail),
+                              headers=getattr(exc, "headers", None))
+
+    # Our own errors (engine dead, bad config) are answered here, not by the catch-all below:
+    # Starlette re-raises what reaches that one, and uvicorn logs it as a crash.
+    @app.exception_handler(OnenodeError)
+    async def _onenode(_: Request, exc: OnenodeError):
+        err = from_exception(exc)
+        return error_response(err.status, err.message, err.param, err.code)
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception):

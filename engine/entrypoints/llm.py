@@ -5,35 +5,24 @@ import itertools
 
 from tqdm.auto import tqdm
 
-from engine.config import EngineConfig
 from engine.core.engine import LLMEngine
 from engine.outputs import RequestOutput
 from engine.sampling_params import SamplingParams
 from engine.tokenizer import apply_chat_template
+from engine.vllm_args import engine_config_from_args
 from onenode.errors import ConfigError
 
 
 class LLM:
-    def __init__(self, model: str, tensor_parallel_size: int = 1,
-                 pipeline_parallel_size: int = 1, distributed_executor_backend: str | None = None,
-                 dtype: str = "auto", max_model_len: int | None = None, block_size: int = 16,
-                 gpu_memory_utilization: float = 0.9, kv_cache_space_gib: float | None = None,
-                 max_num_seqs: int = 256, max_num_batched_tokens: int | None = None,
-                 enable_prefix_caching: bool = True, seed: int = 0, device: str = "auto",
-                 pp_layer_partition: str | None = None,
-                 num_gpu_blocks_override: int | None = None):
-        config = EngineConfig(
-            model=model, tensor_parallel_size=tensor_parallel_size,
-            pipeline_parallel_size=pipeline_parallel_size,
-            distributed_executor_backend=distributed_executor_backend, dtype=dtype,
-            max_model_len=max_model_len, block_size=block_size,
-            gpu_memory_utilization=gpu_memory_utilization, kv_cache_space_gib=kv_cache_space_gib,
-            max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
-            enable_prefix_caching=enable_prefix_caching, seed=seed, device=device,
-            pp_layer_partition=pp_layer_partition,
-            num_gpu_blocks_override=num_gpu_blocks_override)
-        self.engine = LLMEngine(config)
+    def __init__(self, model: str, **engine_args):
+        """engine_args: EngineConfig's fields by their vLLM names (tensor_parallel_size=4,
+        seed=0, ...); see engine/vllm_args.py for the vLLM args refused or ignored."""
+        self.engine = LLMEngine(engine_config_from_args(model, engine_args))
         self._ids = itertools.count()
+
+    def get_default_sampling_params(self) -> SamplingParams:
+        """vLLM's: SamplingParams with the model's generation_config.json defaults applied."""
+        return SamplingParams(**self.engine.default_sampling_params())
 
     def get_tokenizer(self):
         return self.engine.tokenizer
@@ -41,6 +30,8 @@ class LLM:
     def generate(self, prompts, sampling_params=None, use_tqdm: bool = True) -> list[RequestOutput]:
         """prompts: a string, a list of strings, or a list of token-id lists."""
         prompts = _as_list(prompts)
+        if sampling_params is None:
+            sampling_params = self.get_default_sampling_params()
         params = _params_per_prompt(sampling_params, len(prompts))
         ids = []
         for prompt, p in zip(prompts, params):

@@ -7,32 +7,54 @@ and both response styles: one JSON body, or SSE chunks ending with `data: [DONE]
 
 import asyncio
 import copy
+import dataclasses
 import json
+import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 
 from engine.entrypoints import openai_format as fmt
 from engine.entrypoints.errors import ApiError, error_body, from_exception
+from engine.entrypoints.limits import check_count, check_queue
 from engine.entrypoints.metrics import ServerMetrics
 from engine.entrypoints.openai_protocol import (
     ChatCompletionRequest,
     CompletionRequest,
     random_id,
 )
+from engine.entrypoints.server_config import ServerConfig
 from engine.outputs import RequestOutput
 from onenode.errors import OnenodeError
 
+log = logging.getLogger("onenode.api")
+
 
 class OpenAIServing:
-    def __init__(self, async_engine, served_model_name: str, model_path: str):
+    def __init__(self, async_engine, served_model_name: str, model_path: str,
+                 server: ServerConfig | None = None):
         engine = async_engine.engine
         self.async_engine = async_engine
         self.served_model_name = served_model_name
         self.model_path = model_path
-        # The engine thread decodes with its tokenizer; a private copy keeps the Rust tokenizer
-        # from being borrowed by two threads at once.
+        self.server = server or ServerConfig()
+        # The engine thread decodes with its tokenizer; private copies keep the Rust tokenizer
+        # from being borrowed by two threads at once: `tokenizer` for the event loop (small
+        # decodes of logprob tokens), `_encoder` for the one tokenizer thread below.
         self.tokenizer = copy.deepcopy(engine.tokenizer)
+        self._encoder = copy.deepcopy(engine.tokenizer)
+        template = self.server.chat_template_text()
+        if template is not None:
+            self.tokenizer.chat_template = self._encoder.chat_template = template
+        # Tokenizing a large prompt or rendering a long chat takes milliseconds to seconds: it
+        # runs on this one thread, off the event loop, so other streams keep flowing meanwhile.
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onenode-tokenizer")
         self.max_model_len = engine.max_model_len
         self.vocab_size = engine.model_config.vocab_size
+        # No token spells more than `longest` characters, so a longer text than this cannot fit
+        # max_model_len: refused before it occupies the tokenizer thread (4x for byte markers).
+        longest = max((len(t) for t in self._encoder.get_vocab()), default=1)
+        self.max_prompt_chars = 4 * longest * self.max_model_len + 1024
+        self.sampling_defaults = getattr(engine, "default_sampling_params", dict)()
         self.metrics = ServerMetrics(async_engine, served_model_name)
 
     # ---- request preparation ----------------------------------------------------------------
@@ -42,9 +64,18 @@ class OpenAIServing:
                                 f"'{self.served_model_name}'", param="model",
                            code="model_not_found")
 
-    def encode(self, prompt: str | list[int]) -> list[int]:
+    async def off_loop(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def encode(self, prompt: str | list[int]) -> list[int]:
         if isinstance(prompt, str):
-            ids = self.tokenizer.encode(prompt)
+            if len(prompt) > self.max_prompt_chars:
+                raise ApiError(400, f"this model's maximum context length is "
+                                    f"{self.max_model_len} tokens, but the prompt has "
+                                    f"{len(prompt)} characters, more than that many tokens can "
+                                    f"hold; shorten the prompt", param="prompt",
+                               code="context_length_exceeded")
+            ids = await self.off_loop(self._encoder.encode, prompt)
         else:
             bad = [t for t in prompt if not 0 <= t < self.vocab_size]
             if bad:
@@ -56,6 +87,49 @@ class OpenAIServing:
             raise ApiError(400, "the prompt is empty; give at least one token", param="prompt",
                            code="invalid_value")
         return ids
+
+    def tokenize_text(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        """On the tokenizer thread only (call through off_loop)."""
+        return self._encoder.encode(text, add_special_tokens=add_special_tokens)
+
+    async def decode(self, ids: list[int]) -> str:
+        return await self.off_loop(self._encoder.decode, ids)
+
+    async def chat_prompt(self, conversation: list[dict]) -> list[int]:
+        """Token ids of the conversation with the model's chat template, as LLM.chat builds."""
+        check_count("messages", len(conversation), self.server.max_messages, "--max-messages",
+                    "messages")
+        return await self.off_loop(self._render_chat, conversation)
+
+    def _render_chat(self, conversation: list[dict]) -> list[int]:
+        from engine.tokenizer import apply_chat_template
+
+        try:
+            return apply_chat_template(self._encoder, conversation)
+        except OnenodeError as exc:
+            raise ApiError(400, str(exc), param="messages", code="invalid_value") from exc
+        except Exception as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ApiError(400, f"the chat template cannot render these messages: {first}",
+                           param="messages", code="invalid_value") from exc
+
+    def with_defaults(self, params, fields_set: set[str]):
+        """The model's generation_config.json values for the fields the request left unset."""
+        unset = {k: v for k, v in self.sampling_defaults.items()
+                 if k not in fields_set and k != "max_tokens"}
+        return dataclasses.replace(params, **unset) if unset else params
+
+    def admit(self, jobs: list, stops: int) -> None:
+        """Request-wide limits, then the waiting queue (503 + Retry-After when full)."""
+        check_count("stop strings", stops, self.server.max_stop_strings, "--max-stop-strings",
+                    "stop")
+        check_queue(self.async_engine.num_waiting, len(jobs), self.server.max_waiting_requests)
+        if self.server.enable_log_requests:
+            p = jobs[0][2]  # sizes and sampling only: prompts may hold secrets
+            log.info("request: %d prompt(s), %s prompt tokens, n=%d max_tokens=%s "
+                     "temperature=%s top_p=%s top_k=%s seed=%s", len(jobs),
+                     "/".join(str(len(j[0])) for j in jobs[:8]), p.n, p.max_tokens,
+                     p.temperature, p.top_p, p.top_k, p.seed)
 
     def max_tokens(self, num_prompt: int, requested: int | None, default: int | None) -> int:
         """Checks prompt + max_tokens against max_model_len; None means "the rest of it"."""
@@ -69,19 +143,6 @@ class OpenAIServing:
                            param="max_tokens", code="context_length_exceeded")
         return wanted
 
-    def chat_prompt(self, conversation: list[dict]) -> list[int]:
-        """Token ids of the conversation with the model's chat template, as LLM.chat builds."""
-        from engine.tokenizer import apply_chat_template
-
-        try:
-            return apply_chat_template(self.tokenizer, conversation)
-        except OnenodeError as exc:
-            raise ApiError(400, str(exc), param="messages", code="invalid_value") from exc
-        except Exception as exc:  # noqa: BLE001 - template errors come from the client's input
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ApiError(400, f"the chat template cannot render these messages: {first}",
-                           param="messages", code="invalid_value") from exc
-
     # ---- completions ------------------------------------------------------------------------
     async def completions(self, req: CompletionRequest):
         self.check_model(req.model)
@@ -90,12 +151,18 @@ class OpenAIServing:
             raise ApiError(400, "echo is not supported by onenode; leave it false", param="echo",
                            code="invalid_value")
         prompts = req.prompts()
+        check_count("prompts", len(prompts), self.server.max_prompts_per_request,
+                    "--max-prompts-per-request", "prompt")
+        # A full queue is refused before tokenizing; admit() checks again with the final count.
+        check_queue(self.async_engine.num_waiting, len(prompts), self.server.max_waiting_requests)
         jobs = []
         for prompt in prompts:
-            ids = self.encode(prompt)
+            ids = await self.encode(prompt)
             params = req.sampling_params(self.max_tokens(len(ids), req.max_tokens, 16),
                                          req.logprobs)
+            params = self.with_defaults(params, req.model_fields_set)
             jobs.append((ids, prompt if isinstance(prompt, str) else None, params))
+        self.admit(jobs, len(jobs[0][2].stop_strings))
         request_id = random_id("cmpl")
         if req.stream:
             return self._sse(self._stream_completion(request_id, req, jobs))
@@ -116,10 +183,13 @@ class OpenAIServing:
     async def chat(self, req: ChatCompletionRequest):
         self.check_model(req.model)
         req.check_unsupported()
-        ids = self.encode(self.chat_prompt(req.conversation()))
+        check_queue(self.async_engine.num_waiting, 1, self.server.max_waiting_requests)
+        ids = await self.encode(await self.chat_prompt(req.conversation()))
         params = req.sampling_params(self.max_tokens(len(ids), req.requested_max_tokens(), None),
                                      req.num_logprobs())
+        params = self.with_defaults(params, req.model_fields_set)
         jobs = [(ids, None, params)]
+        self.admit(jobs, len(params.stop_strings))
         request_id = random_id("chatcmpl")
         if req.stream:
             return self._sse(self._stream_chat(request_id, req, jobs))

@@ -9,7 +9,7 @@ import os
 
 from engine.executor.base import Executor, RpcFuture
 from engine.executor.ray_env import forwarded_env, ip_mismatches
-from engine.executor.ray_inventory import connect, device_kind, wait_for_placement
+from engine.executor.ray_inventory import connect, device_kind, stop_local, wait_for_placement
 from onenode.errors import ClusterError, EngineDeadError, ResourceError
 
 WAIT_S = float(os.environ.get("ONENODE_RAY_WAIT_S", "30"))
@@ -153,3 +153,4 @@ class RayExecutor(Executor):
             except Exception:  # noqa: BLE001
                 pass
         self.actors, self.pg = [], None
+        stop_local()  # only a Ray instance this process started itself

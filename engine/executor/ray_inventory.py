@@ -1,8 +1,10 @@
 """Talking to the Ray cluster for the ray executor: connect, read per-node devices, wait (bounded)
 until the planned placement fits."""
 
+import os
 import time
 
+from engine.logger import init_logger
 from engine.parallel.placement import (
     NodeDevices,
     insufficient_message,
@@ -13,21 +15,52 @@ from onenode.errors import ClusterError, ResourceError
 
 logger = init_logger(__name__)
 TESTED_RAY = ">=2.52,<2.61"  # pyproject.toml's cap
+log = init_logger("onenode.ray")
+
+
+# Set when connect() started a Ray instance of its own (no cluster to join), so the executor
+# knows no node will join while it waits, and stops that instance at shutdown.
+started_local = False
 
 
 def connect():
-    """Use the Ray runtime already initialized in this process, else join the running cluster."""
+    """Use the Ray runtime already initialized in this process, else join the running cluster,
+    else (vLLM's behaviour) start a local Ray instance on this machine."""
     import ray
 
-    if not ray.is_initialized():
-        try:
-            ray.init(address="auto", log_to_driver=True, logging_level="WARNING")
-        except ConnectionError:
+    if ray.is_initialized():
+        return ray
+    try:
+        ray.init(address="auto", log_to_driver=True, logging_level="WARNING")
+    except ConnectionError:
+        if os.environ.get("RAY_ADDRESS"):
             raise ClusterError(
-                "no running Ray cluster found (ray.init(address='auto') failed); start one with "
-                "`run_cluster IMAGE HEAD_IP --head ...` and run inside a cluster container, or "
-                "use --distributed-executor-backend mp on a single node") from None
+                f"cannot reach the Ray cluster at RAY_ADDRESS={os.environ['RAY_ADDRESS']}; start "
+                f"it (`run_cluster IMAGE HEAD_IP --head ...`) or unset RAY_ADDRESS to run on a "
+                f"local Ray instance") from None
+        _start_local(ray)
     return ray
+
+
+def _start_local(ray) -> None:
+    global started_local
+    # Loopback only: a Ray started here must not be reachable from other machines.
+    ray.init(include_dashboard=False, log_to_driver=True, logging_level="WARNING",
+             _node_ip_address="127.0.0.1")
+    started_local = True
+    res = ray.cluster_resources()
+    log.info("no Ray cluster to join: started a local Ray instance (%d CPUs, %d GPUs) as vLLM "
+             "does; join a cluster with `run_cluster` to use several nodes",
+             int(res.get("CPU", 0)), int(res.get("GPU", 0)))
+
+
+def stop_local() -> None:
+    global started_local
+    if started_local:
+        import ray
+
+        ray.shutdown()
+        started_local = False
 
 
 def device_kind(requested: str) -> str:
@@ -103,7 +136,7 @@ def wait_for_placement(tp: int, pp: int, kind: str, wait_s: float) -> list[str]:
         try:
             return place_ranks_on_nodes(tp, pp, nodes, driver_ip, kind)
         except ResourceError:
-            if time.monotonic() >= deadline:
-                raise ResourceError(insufficient_message(tp, pp, nodes, kind) +
-                                    f" (waited {wait_s:.0f}s)") from None
+            if started_local or time.monotonic() >= deadline:  # nobody joins a local instance
+                waited = "" if started_local else f" (waited {wait_s:.0f}s)"
+                raise ResourceError(insufficient_message(tp, pp, nodes, kind) + waited) from None
         time.sleep(1.0)

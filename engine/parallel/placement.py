@@ -50,8 +50,8 @@ def _split_tp_groups(tp: int, pp: int, ordered: list[NodeDevices], device: str) 
 def insufficient_message(tp: int, pp: int, nodes: list[NodeDevices], device: str) -> str:
     world = tp * pp
     have = sum(n.free for n in nodes)
+    layout = " x ".join(f"{k}={v}" for k, v in (("TP", tp), ("PP", pp)) if v > 1) or "TP=1"
     per_node = ", ".join(f"{n.ip}: {n.free}/{n.total} {device} free" for n in nodes) or "no nodes"
-    return (f"tensor_parallel_size={tp} x pipeline_parallel_size={pp} needs {world} {device}s "
-            f"(one per rank) but the Ray cluster has {have} free ({per_node}); missing "
-            f"{world - have}: add nodes with `run_cluster IMAGE HEAD_IP --worker ...` or lower "
-            f"the parallel sizes")
+    return (f"{layout} needs {world} {device}s (one per rank), this Ray cluster has {have} free: "
+            f"{per_node}; missing {world - have}: add nodes with `run_cluster IMAGE HEAD_IP "
+            f"--worker ...` or lower tensor_parallel_size x pipeline_parallel_size")

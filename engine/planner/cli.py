@@ -8,16 +8,18 @@ healthcheck, so the root app hands that reader in (`set_live_cluster_reader`).
 """
 
 from collections.abc import Callable
-from typing import Annotated
+from dataclasses import dataclass
 
 import typer
 from rich.console import Console
 
+from engine.config import EngineConfig
 from engine.planner.model_shape import load_model_shape
 from engine.planner.plan import PlanRequest, make_plan
 from engine.planner.report import plan_json, render_plan
 from engine.planner.strategy import ClusterShape
 from onenode.errors import ConfigError
+from onenode.options import check_ranges, cli_parameters, command, from_cli, option
 from onenode.units import parse_bytes
 
 _live_cluster_reader: Callable[[str], ClusterShape] | None = None
@@ -28,44 +30,53 @@ def set_live_cluster_reader(reader: Callable[[str], ClusterShape]) -> None:
     _live_cluster_reader = reader
 
 
-def plan(
-    model: Annotated[str, typer.Argument(
-        help="Local config.json, model directory or GGUF file, or a known model "
-             "(e.g. Llama-2-70B, meta-llama/Meta-Llama-3-8B)")],
-    nodes: Annotated[int, typer.Option(help="Nodes in the cluster")] = 1,
-    gpus_per_node: Annotated[int, typer.Option(help="GPUs per node")] = 1,
-    gpu_memory: Annotated[str, typer.Option(help="Memory of one GPU, e.g. 80GiB")] = "80GiB",
-    gpu_memory_utilization: Annotated[float, typer.Option()] = 0.9,
-    max_model_len: Annotated[int | None, typer.Option()] = None,
-    dtype: Annotated[str, typer.Option(help="auto, bf16, fp16, fp32")] = "auto",
-    block_size: Annotated[int, typer.Option()] = 16,
-    max_num_seqs: Annotated[int, typer.Option()] = 256,
-    max_num_batched_tokens: Annotated[int | None, typer.Option()] = None,
-    kv_cache_space_gib: Annotated[float | None, typer.Option(
-        help="CPU KV cache size for the # CPU blocks prediction (engine default 4)")] = None,
-    target_tokens: Annotated[int | None, typer.Option(
-        help="Say how many GPUs/nodes give this many KV tokens")] = None,
-    target_concurrency: Annotated[float | None, typer.Option(
-        help="Say how many GPUs/nodes give this many max_model_len requests at once")] = None,
-    cluster: Annotated[bool, typer.Option(
-        "--cluster", help="Read nodes, GPUs and GPU memory from the live Ray cluster")] = False,
-    address: Annotated[str, typer.Option(help="Ray address for --cluster")] = "auto",
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
-) -> None:
-    """Plan TP x PP and predict # GPU blocks, max tokens and concurrency before launching."""
-    knobs = dict(gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
-                 dtype=dtype, block_size=block_size, max_num_seqs=max_num_seqs,
-                 max_num_batched_tokens=max_num_batched_tokens,
-                 kv_cache_space_gib=kv_cache_space_gib, target_tokens=target_tokens,
-                 target_concurrency=target_concurrency)
-    if cluster:
+# The engine knobs that change a plan; their flags come from EngineConfig's fields.
+ENGINE_KNOBS = ("gpu_memory_utilization", "max_model_len", "dtype", "block_size", "max_num_seqs",
+                "max_num_batched_tokens", "kv_cache_space_gib")
+
+
+@dataclass(frozen=True, slots=True)
+class PlanFlags:
+    """The flags only `onenode plan` has (the cluster's shape, targets, output)."""
+    model: str = option(help="Local config.json, model directory or GGUF file, or a known model "
+                             "(e.g. Llama-2-70B, meta-llama/Meta-Llama-3-8B)")
+    nodes: int = option(1, help="Nodes in the cluster", range=(1, None))
+    gpus_per_node: int = option(1, help="GPUs per node", range=(1, None))
+    gpu_memory: str = option("80GiB", help="Memory of one GPU, e.g. 80GiB")
+    target_tokens: int | None = option(
+        None, range=(1, None), help="Say how many GPUs/nodes give this many KV tokens")
+    target_concurrency: float | None = option(
+        None, range=(0, None),
+        help="Say how many GPUs/nodes give this many max_model_len requests at once")
+    cluster: bool = option(False, flags=("--cluster",),
+                           help="Read nodes, GPUs and GPU memory from the live Ray cluster")
+    address: str = option("auto", help="Ray address for --cluster")
+    json_out: bool = option(False, flags=("--json",), help="Print one JSON object")
+
+    def __post_init__(self):
+        check_ranges(self)
+
+
+def _plan(**values) -> None:
+    flags = from_cli(PlanFlags, values)
+    knobs = {k: values[k] for k in (*ENGINE_KNOBS, "target_tokens", "target_concurrency")}
+    if flags.cluster:
         if _live_cluster_reader is None:
             raise ConfigError("--cluster needs the healthcheck's probes; run it as `onenode plan`")
-        shape = _live_cluster_reader(address)
+        shape = _live_cluster_reader(flags.address)
     else:
-        shape = ClusterShape(nodes, gpus_per_node, parse_bytes(gpu_memory, "GiB", "--gpu-memory"))
-    if not run_plan(model, shape, knobs, json_out):
+        shape = ClusterShape(flags.nodes, flags.gpus_per_node,
+                             parse_bytes(flags.gpu_memory, "GiB", "--gpu-memory"))
+    if not run_plan(flags.model, shape, knobs, flags.json_out):
         raise typer.Exit(1)
+
+
+plan = command(
+    "plan", "Plan TP x PP and predict # GPU blocks, max tokens and concurrency before launching.",
+    [*cli_parameters(PlanFlags, only=("model", "nodes", "gpus_per_node", "gpu_memory")),
+     *cli_parameters(EngineConfig, only=ENGINE_KNOBS),
+     *cli_parameters(PlanFlags, exclude=("model", "nodes", "gpus_per_node", "gpu_memory"))],
+    _plan)
 
 
 def run_plan(model: str, shape: ClusterShape, knobs: dict, json_out: bool) -> bool:

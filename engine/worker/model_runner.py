@@ -49,7 +49,7 @@ class ModelRunner:
 
     def load_model(self, source=None) -> None:
         # The driver resolved the model once; re-resolving a GGUF costs seconds per rank.
-        self.source = source or resolve_model(self.config.model)
+        self.source = source or resolve_model(self.config.model, self.config.revision)
         _check_present(self.source)
         self.model_config = self.source.model_config
         self.dtype = resolve_dtype(self.config.dtype, self.model_config.torch_dtype,

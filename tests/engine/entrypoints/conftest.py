@@ -32,11 +32,12 @@ def engine_config(path, **kw) -> EngineConfig:
 
 
 @contextmanager
-def running_server(engine, name="tiny-llama", api_key=None):
-    """Serves `engine` in a background thread; shuts both down afterwards."""
+def running_server(engine, name="tiny-llama", api_key=None, server=None):
+    """Serves `engine` in a background thread; shuts both down afterwards. `server`: a
+    ServerConfig (its host/port are not used)."""
     async_engine = AsyncEngine(engine, health_interval_s=0.2)
     port = free_port()
-    app = build_app(async_engine, name, "/models/tiny", api_key)
+    app = build_app(async_engine, name, "/models/tiny", api_key, server)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            timeout_graceful_shutdown=1))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -92,17 +92,19 @@ def test_serve_reads_the_api_key_from_a_file(tmp_path, monkeypatch, how):
     key.write_text("file-key-9c1d\n")
     seen = {}
     monkeypatch.setattr("engine.entrypoints.api_server.run_server",
-                        lambda config, **server: seen.update(server))
+                        lambda config, server: seen.update(api_key=server.api_keys()))
     app = typer.Typer()
     app.command()(serve)
-    argv, env = ["/models/m"], {"ONENODE_API_KEY": "", "VLLM_API_KEY": ""}
+    argv, env = ["/models/m"], {}
+    monkeypatch.delenv("ONENODE_API_KEY", raising=False)
+    monkeypatch.delenv("VLLM_API_KEY", raising=False)
     if how == "flag":
         argv += ["--api-key-file", str(key)]
     else:
         env["ONENODE_API_KEY_FILE"] = str(key)
     res = CliRunner().invoke(app, argv, env=env)
     assert res.exit_code == 0, res.output
-    assert seen["api_key"] == "file-key-9c1d"
+    assert seen["api_key"] == ("file-key-9c1d",)
 
 
 def test_serve_takes_vllm_api_key_from_env(monkeypatch):
@@ -113,9 +115,9 @@ def test_serve_takes_vllm_api_key_from_env(monkeypatch):
 
     seen = {}
     monkeypatch.setattr("engine.entrypoints.api_server.run_server",
-                        lambda config, **server: seen.update(server))
+                        lambda config, server: seen.update(api_key=server.api_keys()))
     app = typer.Typer()
     app.command()(serve)
     res = CliRunner().invoke(app, ["/models/m"], env={"VLLM_API_KEY": "vllm-key-1"})
     assert res.exit_code == 0, res.output
-    assert seen["api_key"] == "vllm-key-1"
+    assert seen["api_key"] == ("vllm-key-1",)

@@ -1,0 +1,46 @@
+"""The periodic engine-statistics line, like vLLM's: every interval while there is work,
+
+  Avg prompt throughput: 52.0 tokens/s, Avg generation throughput: 31.5 tokens/s, Running: 2 reqs,
+  Swapped: 0 reqs, Pending: 1 reqs, KV cache usage: 12.5%, Prefix cache hit rate: 40.0%
+
+read from the engine's counters (LLMEngine.stats(), refreshed by AsyncEngine after each step).
+`--disable-log-stats` turns it off. onenode never swaps to CPU, so Swapped is always 0.
+"""
+
+import asyncio
+import time
+
+from engine.logger import init_logger
+
+log = init_logger("onenode.stats")
+
+
+class StatsLogger:
+    def __init__(self, read_stats, interval_s: float = 10.0):
+        self.read_stats, self.interval_s = read_stats, interval_s
+        self._last = dict(read_stats())
+        self._last_t = time.monotonic()
+
+    def line(self) -> str | None:
+        """The line for the interval since the last call; None when the engine was idle."""
+        now, stats = time.monotonic(), dict(self.read_stats())
+        prev, dt = self._last, max(now - self._last_t, 1e-6)
+        self._last, self._last_t = stats, now
+        prompt = stats.get("prompt_tokens_total", 0) - prev.get("prompt_tokens_total", 0)
+        gen = stats.get("generation_tokens_total", 0) - prev.get("generation_tokens_total", 0)
+        running, waiting = stats.get("num_running", 0), stats.get("num_waiting", 0)
+        if not (prompt or gen or running or waiting):
+            return None
+        queries = stats.get("prefix_cache_queries", 0)
+        hit_rate = stats.get("prefix_cache_hits", 0) / queries if queries else 0.0
+        return (f"Avg prompt throughput: {prompt / dt:.1f} tokens/s, Avg generation throughput: "
+                f"{gen / dt:.1f} tokens/s, Running: {running} reqs, Swapped: 0 reqs, Pending: "
+                f"{waiting} reqs, KV cache usage: {100 * stats.get('kv_cache_usage', 0):.1f}%, "
+                f"Prefix cache hit rate: {100 * hit_rate:.1f}%")
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            text = self.line()
+            if text:
+                log.info(text)

@@ -1,0 +1,17 @@
+from engine.entrypoints.stats_log import StatsLogger
+
+
+def test_line_reports_throughput_queue_kv_and_prefix_hits_only_while_busy():
+    stats = {"num_running": 0, "num_waiting": 0, "kv_cache_usage": 0.0, "prompt_tokens_total": 0,
+             "generation_tokens_total": 0, "prefix_cache_queries": 0, "prefix_cache_hits": 0}
+    logger = StatsLogger(lambda: stats)
+    assert logger.line() is None  # idle: nothing logged
+    stats.update(num_running=2, num_waiting=1, kv_cache_usage=0.125, prompt_tokens_total=100,
+                 generation_tokens_total=40, prefix_cache_queries=100, prefix_cache_hits=40)
+    line = logger.line()
+    for part in ("Avg prompt throughput:", "tokens/s, Avg generation throughput:",
+                 "Running: 2 reqs, Swapped: 0 reqs, Pending: 1 reqs", "KV cache usage: 12.5%",
+                 "Prefix cache hit rate: 40.0%"):
+        assert part in line
+    stats.update(num_running=0, num_waiting=0)
+    assert logger.line() is None  # no new tokens and nothing queued
