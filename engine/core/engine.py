@@ -87,7 +87,7 @@ class LLMEngine:
             state.seq_ids.append(seq.seq_id)
             self.seq_to_request[seq.seq_id] = (request_id, index)
             if grammar is not None:
-                self.structured.add(seq.seq_id, grammar)
+                self.structured.add(seq.seq_id, grammar, params.structured_outputs)
             self.scheduler.add(seq)
         self.requests[request_id] = state
 

@@ -11,10 +11,14 @@ matcher follows the generated tokens, which recompute keeps).
 
 Grammars compile once per distinct constraint (xgrammar's compiler caches) with the model's
 tokenizer. JSON is compact (no free whitespace between tokens): free whitespace lets small models
-loop on spaces until max_tokens.
+loop on spaces until max_tokens. xgrammar lets raw control characters into JSON strings, which
+strict parsers (Python's json, JavaScript's JSON.parse) reject; compact JSON never needs them, so
+tokens containing them are masked too.
 """
 
 import json
+
+import torch
 
 from engine.structured_outputs import StructuredOutputsParams
 from onenode.errors import ConfigError
@@ -26,8 +30,9 @@ class StructuredOutputManager:
         self.vocab_size = vocab_size
         self.eos_token_ids = list(eos_token_ids)
         self._compiler = None
-        self._matchers: dict[int, object] = {}  # seq_id -> xgrammar.GrammarMatcher
+        self._matchers: dict[int, tuple] = {}  # seq_id -> (xgrammar.GrammarMatcher, is_json)
         self._bitmask = None
+        self._no_control = None  # bitmask words: tokens without raw control characters
 
     def __contains__(self, seq_id: int) -> bool:
         return seq_id in self._matchers
@@ -44,6 +49,7 @@ class StructuredOutputManager:
                 self.tokenizer, vocab_size=self.vocab_size, stop_token_ids=self.eos_token_ids)
             self._compiler = xgr.GrammarCompiler(info, max_threads=2)
             self._bitmask = xgr.allocate_token_bitmask(1, self.vocab_size)
+            self._no_control = _no_control_words(info, self._bitmask.shape[1])
         return xgr
 
     def compile(self, so: StructuredOutputsParams):
@@ -59,30 +65,45 @@ class StructuredOutputManager:
             raise ConfigError(f"structured_outputs.{so.kind} cannot be compiled: {first}") \
                 from None
 
-    def add(self, seq_id: int, compiled) -> None:
-        self._matchers[seq_id] = self._xgr().GrammarMatcher(compiled)
+    def add(self, seq_id: int, compiled, so: StructuredOutputsParams) -> None:
+        is_json = so.kind in ("json", "json_object")
+        self._matchers[seq_id] = (self._xgr().GrammarMatcher(compiled), is_json)
 
     def fill_bitmasks(self, out) -> None:
         """Attach the allowed-token bitmask to every constrained sequence sampled this step."""
         for s in out.seqs:
-            matcher = self._matchers.get(s.seq_id)
-            if matcher is None or not s.sample:
+            entry = self._matchers.get(s.seq_id)
+            if entry is None or not s.sample:
                 continue
+            matcher, is_json = entry
             matcher.fill_next_token_bitmask(self._bitmask, 0)
-            s.grammar_bitmask = self._bitmask[0].numpy().tobytes()
+            words = self._bitmask[0] & self._no_control if is_json else self._bitmask[0]
+            s.grammar_bitmask = words.numpy().tobytes()
 
     def accept(self, seq_id: int, token_id: int) -> bool:
         """Advance the grammar; True when the sequence must end now (the grammar is complete,
         or the token broke it, which the mask rules out)."""
-        matcher = self._matchers.get(seq_id)
-        if matcher is None:
+        entry = self._matchers.get(seq_id)
+        if entry is None:
             return False
+        matcher = entry[0]
         if not matcher.accept_token(token_id):
             return True
         return matcher.is_terminated()
 
     def free(self, seq_id: int) -> None:
         self._matchers.pop(seq_id, None)
+
+
+def _no_control_words(info, num_words: int) -> torch.Tensor:
+    """Bitmask words with every token set except those whose text has a byte below 0x20."""
+    bits = torch.ones(num_words * 32, dtype=torch.bool)
+    for token_id, text in enumerate(info.decoded_vocab):
+        if any(b < 0x20 for b in text) and token_id not in info.stop_token_ids:
+            bits[token_id] = False
+    weights = torch.tensor([1 << j for j in range(32)], dtype=torch.int64)
+    words = (bits.view(num_words, 32).to(torch.int64) * weights).sum(-1)
+    return torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
 
 
 def _compile(compiler, so: StructuredOutputsParams):

@@ -18,8 +18,9 @@ from engine.entrypoints.openai_protocol import (
     CompletionRequest,
     random_id,
 )
+from engine.entrypoints.openai_structured import forced_tool_schema
 from engine.outputs import RequestOutput
-from onenode.errors import OnenodeError
+from onenode.errors import ConfigError, OnenodeError
 
 
 class OpenAIServing:
@@ -69,12 +70,12 @@ class OpenAIServing:
                            param="max_tokens", code="context_length_exceeded")
         return wanted
 
-    def chat_prompt(self, conversation: list[dict]) -> list[int]:
+    def chat_prompt(self, conversation: list[dict], tools: list[dict] | None = None) -> list[int]:
         """Token ids of the conversation with the model's chat template, as LLM.chat builds."""
         from engine.tokenizer import apply_chat_template
 
         try:
-            return apply_chat_template(self.tokenizer, conversation)
+            return apply_chat_template(self.tokenizer, conversation, tools)
         except OnenodeError as exc:
             raise ApiError(400, str(exc), param="messages", code="invalid_value") from exc
         except Exception as exc:  # noqa: BLE001 - template errors come from the client's input
@@ -94,7 +95,7 @@ class OpenAIServing:
         for prompt in prompts:
             ids = self.encode(prompt)
             params = req.sampling_params(self.max_tokens(len(ids), req.max_tokens, 16),
-                                         req.logprobs)
+                                         req.logprobs, req.structured_params())
             jobs.append((ids, prompt if isinstance(prompt, str) else None, params))
         request_id = random_id("cmpl")
         if req.stream:
@@ -116,15 +117,22 @@ class OpenAIServing:
     async def chat(self, req: ChatCompletionRequest):
         self.check_model(req.model)
         req.check_unsupported()
-        ids = self.encode(self.chat_prompt(req.conversation()))
+        schema, tool_name = forced_tool_schema(req.tools, req.tool_choice,
+                                               req.parallel_tool_calls)
+        if schema is not None and req.stream:
+            raise ApiError(400, "streaming forced tool calls is not supported by onenode yet; "
+                                "set stream=false", param="stream", code="invalid_value")
+        tools = [t.model_dump(exclude_none=True) for t in req.tools or ()]
+        ids = self.encode(self.chat_prompt(req.conversation(), tools))
         params = req.sampling_params(self.max_tokens(len(ids), req.requested_max_tokens(), None),
-                                     req.num_logprobs())
+                                     req.num_logprobs(), req.structured_params(schema))
         jobs = [(ids, None, params)]
         request_id = random_id("chatcmpl")
         if req.stream:
             return self._sse(self._stream_chat(request_id, req, jobs))
         finals = await self._collect(request_id, jobs)
-        return fmt.chat_response(self, request_id, finals[0], params.logprobs or 0)
+        return fmt.chat_response(self, request_id, finals[0], params.logprobs or 0,
+                                 forced_tool=schema is not None, tool_name=tool_name)
 
     async def _stream_chat(self, request_id, req, jobs) -> AsyncIterator[str]:
         yield fmt.chat_role_chunk(self, request_id, req.n).model_dump_json()
@@ -143,9 +151,13 @@ class OpenAIServing:
         ids, text, params = job
         timer = self.metrics.timer()
         out = None
-        async for out in self.async_engine.generate(request_id, ids, params, prompt_text=text):
-            timer.on_output(out)
-            yield out
+        try:
+            async for out in self.async_engine.generate(request_id, ids, params,
+                                                        prompt_text=text):
+                timer.on_output(out)
+                yield out
+        except ConfigError as exc:  # the engine refused the request (e.g. a bad grammar): a 400
+            raise from_exception(exc) from None
         if out is not None:
             timer.finish(out)
 

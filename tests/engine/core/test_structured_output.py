@@ -31,7 +31,8 @@ def allowed(manager, seq_id=0) -> set[int]:
 
 
 def test_choice_masks_follow_the_text_and_end_with_eos(manager, tok):
-    manager.add(0, manager.compile(S(choice=["yes", "no"])))
+    so = S(choice=["yes", "no"])
+    manager.add(0, manager.compile(so), so)
     assert allowed(manager) == {tok.convert_tokens_to_ids("y"), tok.convert_tokens_to_ids("n")}
     for t in tok.encode("no"):
         assert manager.accept(0, t) is False
@@ -42,7 +43,8 @@ def test_choice_masks_follow_the_text_and_end_with_eos(manager, tok):
 
 
 def test_unscheduled_or_unsampled_seqs_get_no_mask(manager):
-    manager.add(0, manager.compile(S(regex="a+")))
+    so = S(regex="a+")
+    manager.add(0, manager.compile(so), so)
     s = ScheduledSeq(0, [1, 2], 0, [0], False, SamplingParams())
     other = ScheduledSeq(1, [1], 0, [0], True, SamplingParams())
     manager.fill_bitmasks(SchedulerOutput([s, other]))
@@ -50,7 +52,8 @@ def test_unscheduled_or_unsampled_seqs_get_no_mask(manager):
 
 
 def test_a_token_the_grammar_rejects_ends_the_sequence(manager, tok):
-    manager.add(3, manager.compile(S(regex="[0-9]+")))
+    so = S(regex="[0-9]+")
+    manager.add(3, manager.compile(so), so)
     assert manager.accept(3, tok.convert_tokens_to_ids("x")) is True
 
 
@@ -67,3 +70,14 @@ def test_bad_constraints_are_one_line_config_errors(manager, so, field):
 
 def test_choice_grammar_escapes_quotes_and_backslashes():
     assert choice_grammar(['a"b', "c\\d"]) == 'root ::= "a\\"b" | "c\\\\d"'
+
+
+def test_json_masks_raw_control_characters(manager, tok):
+    so = S(json={"type": "object", "properties": {"s": {"type": "string"}}, "required": ["s"]})
+    manager.add(5, manager.compile(so), so)
+    for t in tok.encode('{"s": "'):
+        assert manager.accept(5, t) is False
+    inside = allowed(manager, 5)
+    assert tok.convert_tokens_to_ids("a") in inside
+    control = [t for t in range(3, 259) if any(ord(c) < 0x20 for c in tok.decode([t]))]
+    assert len(control) == 32 and not inside & set(control)
