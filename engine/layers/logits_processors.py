@@ -17,10 +17,14 @@ def process_logits(logits: torch.Tensor, seqs: list[ScheduledSeq]) -> torch.Tens
     """`logits` [N, V] float32 on CPU; returns a processed copy (the input stays raw)."""
     if not any(_needs_processing(s) for s in seqs):
         return logits
-    logits = logits.clone()
+    raw, logits = logits, logits.clone()
     for i, s in enumerate(seqs):
         if _needs_processing(s):
             _process_row(logits[i], s)
+            if not torch.isfinite(logits[i]).any():
+                # Nothing allowed (a grammar whose text no token can continue): sample from the
+                # model instead of crashing; the engine sees the grammar reject it and stops.
+                logits[i] = raw[i]
     return logits
 
 

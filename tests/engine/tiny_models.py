@@ -50,12 +50,13 @@ def _byte_tokenizer():
 
 
 def make_llama(path: Path, num_layers: int = 3, heads: int = 4, kv_heads: int = 2,
-               tokenizer: str = "words", **kw) -> Path:
+               tokenizer: str = "words", hidden_size: int = 64, intermediate_size: int = 128,
+               **kw) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=128,
-                      num_hidden_layers=num_layers, num_attention_heads=heads,
+    cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=hidden_size,
+                      intermediate_size=intermediate_size, num_hidden_layers=num_layers, num_attention_heads=heads,
                       num_key_value_heads=kv_heads, max_position_embeddings=256,
                       tie_word_embeddings=False, **kw)
     _save(LlamaForCausalLM(cfg), path, tokenizer)

@@ -23,7 +23,8 @@ V = 64
 
 
 def seq(outputs=(), prompt=None, banned=None, bitmask=None, **params) -> ScheduledSeq:
-    return ScheduledSeq(0, [1], 0, [0], True, SamplingParams(temperature=0, **params),
+    params.setdefault("temperature", 0)
+    return ScheduledSeq(0, [1], 0, [0], True, SamplingParams(**params),
                         output_token_ids=list(outputs), prompt_token_ids=prompt,
                         banned_token_ids=banned, grammar_bitmask=bitmask)
 
@@ -116,3 +117,11 @@ def test_apply_penalties_ignores_out_of_range_ids():
 def test_unconstrained_batch_is_not_copied():
     raw = logits(7, n=2)
     assert process_logits(raw, [seq(), seq()]) is raw
+
+
+def test_a_row_with_nothing_allowed_falls_back_to_the_model():
+    raw = logits(8)
+    nothing = torch.zeros(2, dtype=torch.int32).numpy().tobytes()
+    out = process_logits(raw, [seq(bitmask=nothing)])
+    assert torch.equal(out, raw)
+    assert sample(raw, [seq(bitmask=nothing, temperature=1.0)])[0].token_id in range(V)
