@@ -142,3 +142,18 @@ def test_include_stop_str_in_output(client):
                                     extra_body={"include_stop_str_in_output": True,
                                                 "guided_regex": "[a-z]{12}"})
     assert cut.choices[0].text == base[:base.index(stop) + len(stop)]
+
+
+def test_streamed_json_schema_joins_to_valid_json(client):
+    stream = chat(client, stream=True, response_format={
+        "type": "json_schema", "json_schema": {"name": "shirt", "schema": SCHEMA}})
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    jsonschema.validate(json.loads(text), SCHEMA)
+
+
+def test_streamed_bad_grammar_is_an_error_event_not_a_hang(srv):
+    import httpx
+
+    body = {"model": "tiny-bytes", "prompt": "x", "stream": True, "guided_regex": "(unclosed"}
+    reply = httpx.post(srv.base_url + "/completions", json=body, timeout=30)
+    assert "cannot be compiled" in reply.text and reply.text.rstrip().endswith("[DONE]")
