@@ -131,7 +131,7 @@ class SamplingParams:
                 or self.frequency_penalty != 0.0)
 
 
-__all__ = ["SamplingParams", "StructuredOutputsParams", "GuidedDecodingParams"]
+__all__ = ["GuidedDecodingParams", "SamplingParams", "StructuredOutputsParams"]
 
 
 def _check(ok: bool, name: str, value, allowed: str) -> None:

@@ -106,6 +106,25 @@ def test_allowed_token_ids_and_guided_choice(tiny, llm):
     assert not llm.engine.structured._matchers  # freed when the sequences finished
 
 
+def test_aborted_requests_free_their_matchers(llm):
+    engine = llm.engine
+    so = StructuredOutputsParams(choice=["w7", "w8"])
+    engine.add_request("a", [5, 6, 7], SamplingParams(n=2, structured_outputs=so))
+    assert len(engine.structured._matchers) == 2
+    engine.step()
+    engine.abort_request("a")
+    assert not engine.structured._matchers
+    while engine.has_unfinished_requests():
+        engine.step()
+
+
+def test_bad_grammar_is_refused_before_anything_is_queued(llm):
+    with pytest.raises(ValueError, match="structured_outputs.grammar cannot be compiled"):
+        llm.generate(["w5"], SamplingParams(structured_outputs=StructuredOutputsParams(
+            grammar="root ::= nothing_defined")), use_tqdm=False)
+    assert not llm.engine.requests and not llm.engine.structured._matchers
+
+
 # ---- structured output with a byte-level tokenizer -----------------------------------------
 SCHEMA = {"type": "object", "properties": {"id": {"type": "integer", "minimum": 0,
                                                   "maximum": 999},
