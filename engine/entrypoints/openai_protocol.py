@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from engine.entrypoints.errors import ApiError
-from engine.entrypoints.openai_structured import GuidedFields, NamedToolChoice, Tool
+from engine.entrypoints.openai_structured import GuidedFields, NamedToolChoice, Tool, ToolCall
 from engine.entrypoints.openai_unsupported import refuse_unsupported
 from engine.sampling_params import SamplingParams
 from engine.structured_outputs import StructuredOutputsParams
@@ -207,17 +207,6 @@ class TokenLogprob(TopLogprob):
 
 class ChatLogprobs(BaseModel):
     content: list[TokenLogprob] | None = None
-
-
-class ToolCallFunction(BaseModel):
-    name: str
-    arguments: str
-
-
-class ToolCall(BaseModel):
-    id: str
-    type: Literal["function"] = "function"
-    function: ToolCallFunction
 
 
 class AssistantMessage(BaseModel):

@@ -51,6 +51,17 @@ class NamedToolChoice(BaseModel):
     function: NamedFunction
 
 
+class ToolCallFunction(BaseModel):
+    name: str
+    arguments: str
+
+
+class ToolCall(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: ToolCallFunction
+
+
 class GuidedFields(BaseModel):
     """Mixed into both request models."""
     response_format: ResponseFormat | None = None
