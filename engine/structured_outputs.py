@@ -56,6 +56,13 @@ class StructuredOutputsParams:
             except ValueError as exc:
                 raise ConfigError(f"structured_outputs.json is not valid JSON: {exc}") from None
 
+    @classmethod
+    def from_optional(cls, **kw) -> "StructuredOutputsParams | None":
+        """vLLM's helper: None when no constraint is given."""
+        if all(kw.get(k) in (None, False) for k in KINDS):
+            return None
+        return cls(**kw)
+
     @property
     def kind(self) -> str:
         return next(k for k in KINDS if getattr(self, k) not in (None, False))

@@ -17,11 +17,14 @@ tokens containing them are masked too.
 """
 
 import json
+import logging
 
 import torch
 
 from engine.structured_outputs import StructuredOutputsParams
 from onenode.errors import ConfigError
+
+log = logging.getLogger("onenode.engine")
 
 
 class StructuredOutputManager:
@@ -88,6 +91,9 @@ class StructuredOutputManager:
             return False
         matcher = entry[0]
         if not matcher.accept_token(token_id):
+            # Only when no token could continue the grammar (a vocabulary that cannot spell
+            # the text the grammar requires); the sampler then fell back to the model.
+            log.warning("sequence %d: token %d breaks its grammar; ending it", seq_id, token_id)
             return True
         return matcher.is_terminated()
 

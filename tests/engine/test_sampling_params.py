@@ -51,6 +51,11 @@ def test_structured_outputs_validation(kw, match):
         StructuredOutputsParams(**kw)
 
 
+def test_from_optional_is_none_without_a_constraint():
+    assert GuidedDecodingParams.from_optional(json=None, regex=None) is None
+    assert GuidedDecodingParams.from_optional(regex="a+").regex == "a+"
+
+
 def test_structured_key_is_stable_for_equal_schemas():
     a = StructuredOutputsParams(json={"type": "object", "required": ["x"]})
     b = StructuredOutputsParams(json={"required": ["x"], "type": "object"})
