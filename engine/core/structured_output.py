@@ -18,6 +18,7 @@ tokens containing them are masked too.
 
 import json
 import logging
+import re
 
 import torch
 
@@ -25,6 +26,7 @@ from engine.structured_outputs import StructuredOutputsParams
 from onenode.errors import ConfigError
 
 log = logging.getLogger("onenode.engine")
+_XGR_PREFIX = re.compile(r"^\[[\d:]+\] \S+:\d+: ")
 
 
 class StructuredOutputManager:
@@ -64,7 +66,8 @@ class StructuredOutputManager:
         except ConfigError:
             raise
         except Exception as exc:  # noqa: BLE001 - xgrammar raises RuntimeError/ValueError
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = _XGR_PREFIX.sub("", first)[:300]  # "[12:00:00] /project/cpp/x.cc:83: "
             raise ConfigError(f"structured_outputs.{so.kind} cannot be compiled: {first}") \
                 from None
 

@@ -11,11 +11,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from engine.entrypoints.errors import ApiError
+from engine.entrypoints.errors import ApiError, from_exception
 from engine.entrypoints.openai_structured import GuidedFields, NamedToolChoice, Tool, ToolCall
 from engine.entrypoints.openai_unsupported import refuse_unsupported
 from engine.sampling_params import SamplingParams
 from engine.structured_outputs import StructuredOutputsParams
+from onenode.errors import ConfigError
 
 
 def random_id(prefix: str) -> str:
@@ -83,6 +84,12 @@ class _SamplingFields(GuidedFields):
         if self.min_tokens > max_tokens:
             raise ApiError(400, f"min_tokens={self.min_tokens} is larger than max_tokens="
                                 f"{max_tokens}", param="min_tokens", code="invalid_value")
+        try:
+            return self._build_params(max_tokens, logprobs, structured)
+        except ConfigError as exc:  # a 400 naming the field, not the catch-all 500 path
+            raise from_exception(exc) from None
+
+    def _build_params(self, max_tokens, logprobs, structured) -> SamplingParams:
         return SamplingParams(
             n=self.n, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
             min_p=self.min_p, max_tokens=max_tokens, stop=self.stop,

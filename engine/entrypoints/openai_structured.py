@@ -101,7 +101,8 @@ class GuidedFields(BaseModel):
         try:
             return StructuredOutputsParams(**kw)
         except (ConfigError, TypeError) as exc:
-            raise ApiError(400, f"{field}: {exc}", param=field, code="invalid_value") from None
+            message = str(exc) if str(exc).startswith(field) else f"{field}: {exc}"
+            raise ApiError(400, message, param=field, code="invalid_value") from None
 
 
 def forced_tool_schema(tools: list[Tool] | None, tool_choice,

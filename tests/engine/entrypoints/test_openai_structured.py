@@ -103,6 +103,8 @@ def test_forced_tool_calls_come_back_as_tool_calls(client):
     ({"extra_body": {"min_tokens": 500}}, "min_tokens"),
     ({"extra_body": {"prompt_logprobs": 1}}, "prompt_logprobs"),
     ({"extra_body": {"use_beam_search": True}}, "use_beam_search"),
+    ({"extra_body": {"bad_words": ["  "]}}, "bad_words"),
+    ({"extra_body": {"allowed_token_ids": [100000]}}, "allowed_token_ids"),
     ({"extra_body": {"chat_template_kwargs": {"enable_thinking": False}}},
      "chat_template_kwargs"),
     ({"messages": [{"role": "user", "content": [
