@@ -14,11 +14,16 @@ tokenizer. JSON is compact (no free whitespace between tokens): free whitespace 
 loop on spaces until max_tokens. xgrammar lets raw control characters into JSON strings, which
 strict parsers (Python's json, JavaScript's JSON.parse) reject; compact JSON never needs them, so
 tokens containing them are masked too.
+
+`compile` is thread-safe: the API server compiles each request's grammar on a worker thread
+before submitting it, so the engine thread's own compile is a cache hit and a slow grammar never
+stalls other requests' steps.
 """
 
 import json
 import logging
 import re
+import threading
 
 import torch
 
@@ -38,6 +43,7 @@ class StructuredOutputManager:
         self._matchers: dict[int, tuple] = {}  # seq_id -> (xgrammar.GrammarMatcher, is_json)
         self._bitmask = None
         self._no_control = None  # bitmask words: tokens without raw control characters
+        self._lock = threading.Lock()  # first use may race between the server and engine threads
 
     def __contains__(self, seq_id: int) -> bool:
         return seq_id in self._matchers
@@ -49,12 +55,14 @@ class StructuredOutputManager:
         except ImportError:
             raise ConfigError("structured output needs the xgrammar package; install it with "
                               "`pip install xgrammar`") from None
-        if self._compiler is None:
-            info = xgr.TokenizerInfo.from_huggingface(
-                self.tokenizer, vocab_size=self.vocab_size, stop_token_ids=self.eos_token_ids)
-            self._compiler = xgr.GrammarCompiler(info, max_threads=2)
-            self._bitmask = xgr.allocate_token_bitmask(1, self.vocab_size)
-            self._no_control = _no_control_words(info, self._bitmask.shape[1])
+        with self._lock:
+            if self._compiler is None:
+                info = xgr.TokenizerInfo.from_huggingface(
+                    self.tokenizer, vocab_size=self.vocab_size,
+                    stop_token_ids=self.eos_token_ids)
+                self._bitmask = xgr.allocate_token_bitmask(1, self.vocab_size)
+                self._no_control = _no_control_words(info, self._bitmask.shape[1])
+                self._compiler = xgr.GrammarCompiler(info, max_threads=2)
         return xgr
 
     def compile(self, so: StructuredOutputsParams):

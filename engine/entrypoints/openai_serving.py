@@ -58,6 +58,17 @@ class OpenAIServing:
                            code="invalid_value")
         return ids
 
+    async def compile_grammar(self, params) -> None:
+        """Compile the request's grammar off the event loop and the engine thread (the engine's
+        compile then hits xgrammar's cache); a bad one is a 400 before any streaming starts."""
+        if params.structured_outputs is None:
+            return
+        try:
+            await asyncio.to_thread(self.async_engine.engine.structured.compile,
+                                    params.structured_outputs)
+        except ConfigError as exc:
+            raise from_exception(exc) from None
+
     def max_tokens(self, num_prompt: int, requested: int | None, default: int | None) -> int:
         """Checks prompt + max_tokens against max_model_len; None means "the rest of it"."""
         room = self.max_model_len - num_prompt
@@ -97,6 +108,7 @@ class OpenAIServing:
             params = req.sampling_params(self.max_tokens(len(ids), req.max_tokens, 16),
                                          req.logprobs, req.structured_params())
             jobs.append((ids, prompt if isinstance(prompt, str) else None, params))
+        await self.compile_grammar(jobs[0][2])
         request_id = random_id("cmpl")
         if req.stream:
             return self._sse(self._stream_completion(request_id, req, jobs))
@@ -126,6 +138,7 @@ class OpenAIServing:
         ids = self.encode(self.chat_prompt(req.conversation(), tools))
         params = req.sampling_params(self.max_tokens(len(ids), req.requested_max_tokens(), None),
                                      req.num_logprobs(), req.structured_params(schema))
+        await self.compile_grammar(params)
         jobs = [(ids, None, params)]
         request_id = random_id("chatcmpl")
         if req.stream:
