@@ -4,7 +4,8 @@ Imports are lazy so that the engine's pure modules (the planner, the rank grid, 
 `onenode plan` and the healthcheck use on hosts, import without torch.
 """
 
-__all__ = ["LLM", "SamplingParams", "RequestOutput", "CompletionOutput"]
+__all__ = ["LLM", "SamplingParams", "RequestOutput", "CompletionOutput",
+           "StructuredOutputsParams", "GuidedDecodingParams"]
 __version__ = "0.1.0"
 
 
@@ -17,6 +18,10 @@ def __getattr__(name):
         from engine.sampling_params import SamplingParams
 
         return SamplingParams
+    if name in ("StructuredOutputsParams", "GuidedDecodingParams"):
+        from engine import structured_outputs
+
+        return getattr(structured_outputs, name)
     if name in ("RequestOutput", "CompletionOutput"):
         from engine import outputs
 

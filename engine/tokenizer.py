@@ -18,11 +18,13 @@ def load_tokenizer(source, override: str | None = None):
             from None
 
 
-def apply_chat_template(tokenizer, messages: list[dict]) -> list[int]:
+def apply_chat_template(tokenizer, messages: list[dict], tools: list[dict] | None = None
+                        ) -> list[int]:
     if not getattr(tokenizer, "chat_template", None):
         raise ModelLoadError("this model has no chat template; use generate()/completions with "
                              "a plain prompt instead of chat")
-    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    kw = {"tools": tools} if tools else {}
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, **kw)
     if isinstance(ids, dict) or hasattr(ids, "input_ids"):
         ids = ids["input_ids"]
     return list(ids)

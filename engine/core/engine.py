@@ -17,6 +17,7 @@ from engine.core.output_processor import OutputProcessor, RequestState
 from engine.core.scheduler import Scheduler
 from engine.core.sequence import Sequence
 from engine.generation_config import default_sampling_values
+from engine.core.structured_output import StructuredOutputManager
 from engine.outputs import CompletionOutput, RequestOutput
 from engine.sampling_params import SamplingParams
 from engine.tokenizer import load_tokenizer
@@ -45,6 +46,8 @@ class LLMEngine:
                                    setup.max_num_batched_tokens, self.max_model_len,
                                    eos_token_ids=self._eos_ids())
         self.output_processor = OutputProcessor(self.tokenizer)
+        self.structured = StructuredOutputManager(self.tokenizer, self.model_config.vocab_size,
+                                                  self._eos_ids())
         self.requests: dict[str, RequestState] = {}
         self.seq_to_request: dict[int, tuple[str, int]] = {}
         self.in_flight: collections.deque = collections.deque()
@@ -80,6 +83,10 @@ class LLMEngine:
                 f"the prompt has {len(token_ids)} tokens but max_model_len is "
                 f"{self.max_model_len} (room for at least one new token is needed); shorten the "
                 f"prompt or raise --max-model-len")
+        params.bind_tokenizer(self.tokenizer, self.model_config.vocab_size)
+        grammar = None
+        if params.structured_outputs is not None:
+            grammar = self.structured.compile(params.structured_outputs)
         state = RequestState(request_id, prompt_text, token_ids, params)
         for index in range(params.n):
             seq_params = params
@@ -90,6 +97,8 @@ class LLMEngine:
             state.completions.append(CompletionOutput(index, "", []))
             state.seq_ids.append(seq.seq_id)
             self.seq_to_request[seq.seq_id] = (request_id, index)
+            if grammar is not None:
+                self.structured.add(seq.seq_id, grammar, params.structured_outputs)
             self.scheduler.add(seq)
         self.requests[request_id] = state
 
@@ -98,8 +107,12 @@ class LLMEngine:
         if state is None:
             return
         self.scheduler.abort_request(request_id)
+        self._forget(state)
+
+    def _forget(self, state: RequestState) -> None:
         for seq_id in state.seq_ids:
             self.seq_to_request.pop(seq_id, None)
+            self.structured.free(seq_id)
 
     def has_unfinished_requests(self) -> bool:
         return bool(self.requests) or bool(self.in_flight)
@@ -117,6 +130,10 @@ class LLMEngine:
             self._dead = str(exc)
             raise
         seqs = self.scheduler.update_from_output(out, result)
+        for seq in seqs:
+            if seq.seq_id in self.structured and not seq.is_finished and \
+                    self.structured.accept(seq.seq_id, seq.output_token_ids[-1]):
+                self.scheduler.finish(seq.seq_id, "stop")  # the grammar is complete
         return self._process(seqs, result.sampled if result is not None else {})
 
     def _fill_pipeline(self) -> None:
@@ -130,6 +147,7 @@ class LLMEngine:
             out = self.scheduler.schedule(max_seqs=limit)
             if out.is_empty:
                 return
+            self.structured.fill_bitmasks(out)
             self.in_flight.append((out, self.executor.execute_model_async(out)))
 
     def _process(self, seqs: list[Sequence], sampled: dict) -> list[RequestOutput]:
@@ -155,8 +173,7 @@ class LLMEngine:
             outputs.append(state.to_output())
             if state.finished:
                 self.requests.pop(request_id, None)
-                for seq_id in state.seq_ids:
-                    self.seq_to_request.pop(seq_id, None)
+                self._forget(state)
         return outputs
 
     def stats(self) -> dict:

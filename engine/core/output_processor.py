@@ -38,11 +38,14 @@ class OutputProcessor:
         comp.token_ids = token_ids
         if logprob_entry is not None:
             comp.logprobs = (comp.logprobs or []) + [logprob_entry]
-        text = self.tokenizer.decode(token_ids, skip_special_tokens=state.params.skip_special_tokens)
-        hit = _first_stop(text, state.params.stop_strings, len(comp.text))
+        params = state.params
+        text = self.tokenizer.decode(token_ids, skip_special_tokens=params.skip_special_tokens)
+        # vLLM: stop strings only count once min_tokens tokens exist.
+        stops = params.stop_strings if len(token_ids) >= params.min_tokens else ()
+        hit = _first_stop(text, stops, len(comp.text))
         if hit is not None:
             stop, at = hit
-            comp.text = text[:at]
+            comp.text = text[:at + len(stop)] if params.include_stop_str_in_output else text[:at]
             return stop
         comp.text = text
         return None

@@ -145,7 +145,16 @@ class Scheduler:
             seq_id=seq.seq_id, token_ids=tokens, start_pos=start,
             block_table=list(seq.block_table), sample=seq.num_computed_tokens == seq.num_tokens,
             params=seq.params, output_token_ids=list(seq.output_token_ids),
-            prompt_token_ids=list(seq.prompt_token_ids) if penalty else None)
+            prompt_token_ids=list(seq.prompt_token_ids) if penalty else None,
+            banned_token_ids=self._min_tokens_bans(seq))
+
+    def _min_tokens_bans(self, seq: Sequence) -> list[int] | None:
+        """vLLM's min_tokens: EOS (unless ignore_eos) and stop_token_ids cannot be sampled yet."""
+        p = seq.params
+        if len(seq.output_token_ids) >= p.min_tokens:
+            return None
+        eos = set() if p.ignore_eos else self.eos_token_ids
+        return sorted(eos | set(p.stop_token_ids)) or None
 
     def update_from_output(self, out: SchedulerOutput,
                            result: ModelRunnerOutput | None) -> list[Sequence]:
@@ -174,15 +183,20 @@ class Scheduler:
 
     def _check_finish(self, seq: Sequence, token: int) -> None:
         p = seq.params
+        if len(seq.output_token_ids) < p.min_tokens and not self._hits_limit(seq):
+            return  # stop ids are banned until min_tokens; only a hard limit may end it
         if not p.ignore_eos and token in self.eos_token_ids:
             self._finish(seq, "stop")
         elif token in p.stop_token_ids:
             self._finish(seq, "stop")
             seq.stop_reason = token
-        elif p.max_tokens is not None and len(seq.output_token_ids) >= p.max_tokens:
+        elif self._hits_limit(seq):
             self._finish(seq, "length")
-        elif seq.num_tokens >= self.max_model_len:
-            self._finish(seq, "length")
+
+    def _hits_limit(self, seq: Sequence) -> bool:
+        p = seq.params
+        return ((p.max_tokens is not None and len(seq.output_token_ids) >= p.max_tokens)
+                or seq.num_tokens >= self.max_model_len)
 
     def finish(self, seq_id: int, reason: str) -> None:
         """Finish from outside (stop strings, aborts); deferred while the seq is in flight so its

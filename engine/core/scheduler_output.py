@@ -21,6 +21,11 @@ class ScheduledSeq:
     # offset that keeps seeded sampling independent of batch composition.
     output_token_ids: list[int] = field(default_factory=list)
     prompt_token_ids: list[int] | None = None  # only sent when repetition_penalty != 1
+    # Tokens the sampler must not pick this step: EOS and stop ids while min_tokens is unmet.
+    banned_token_ids: list[int] | None = None
+    # Structured output: the grammar's allowed next tokens (xgrammar's int32 bitmask as bytes),
+    # computed by the engine, which sees every accepted token; None when unconstrained.
+    grammar_bitmask: bytes | None = None
 
 
 @dataclass(slots=True)

@@ -5,6 +5,7 @@ Every failure the server reports goes through `ApiError` or one of the handlers 
 """
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -55,10 +56,10 @@ def from_exception(exc: BaseException) -> ApiError:
 
 
 def _param_of(message: str) -> str | None:
-    # SamplingParams errors read "SamplingParams.<field>=<value> is invalid; ...".
-    if message.startswith("SamplingParams."):
-        return message.split(".", 1)[1].split("=", 1)[0]
-    return None
+    # SamplingParams errors read "SamplingParams.<field>=<value> is invalid; ..." or
+    # "SamplingParams.<field> has token id ...".
+    found = re.match(r"SamplingParams\.(\w+)", message)
+    return found.group(1) if found else None
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:

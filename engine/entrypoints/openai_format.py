@@ -23,6 +23,7 @@ from engine.entrypoints.openai_protocol import (
     TopLogprob,
     UsageInfo,
 )
+from engine.entrypoints.openai_structured import tool_calls_of
 from engine.outputs import CompletionOutput, RequestOutput
 
 
@@ -153,14 +154,25 @@ def usage_chunk_completion(serving, request_id: str, trackers, jobs) -> Completi
 
 
 # ---- chat -----------------------------------------------------------------------------------
-def chat_response(serving, request_id: str, final: RequestOutput,
-                  top: int) -> ChatCompletionResponse:
-    choices = [ChatChoice(index=c.index, message=AssistantMessage(content=c.text),
+def chat_response(serving, request_id: str, final: RequestOutput, top: int,
+                  forced_tool: bool = False, tool_name: str | None = None
+                  ) -> ChatCompletionResponse:
+    """`forced_tool`: the output is a forced tool call, of `tool_name` (None: "required")."""
+    choices = [ChatChoice(index=c.index, message=_message(c.text, forced_tool, tool_name),
                           logprobs=chat_logprobs(serving, c, 0, top),
                           finish_reason=c.finish_reason, stop_reason=c.stop_reason)
                for c in final.outputs]
     return ChatCompletionResponse(id=request_id, model=serving.served_model_name,
                                   choices=choices, usage=usage_of([final]))
+
+
+def _message(text: str, forced_tool: bool, tool_name: str | None) -> AssistantMessage:
+    """A forced tool call's JSON becomes tool_calls (vLLM's shape); incomplete JSON (max_tokens
+    reached) stays visible as content."""
+    calls = tool_calls_of(text, tool_name) if forced_tool else None
+    if calls is None:
+        return AssistantMessage(content=text)
+    return AssistantMessage(content=None, tool_calls=calls)
 
 
 def chat_role_chunk(serving, request_id: str, n: int) -> ChatCompletionChunk:

@@ -22,9 +22,10 @@ from engine.entrypoints.openai_protocol import (
     CompletionRequest,
     random_id,
 )
+from engine.entrypoints.openai_structured import compile_grammar, forced_tool_schema
 from engine.entrypoints.server_config import ServerConfig
 from engine.outputs import RequestOutput
-from onenode.errors import OnenodeError
+from onenode.errors import ConfigError, OnenodeError
 
 log = logging.getLogger("onenode.api")
 
@@ -95,17 +96,18 @@ class OpenAIServing:
     async def decode(self, ids: list[int]) -> str:
         return await self.off_loop(self._encoder.decode, ids)
 
-    async def chat_prompt(self, conversation: list[dict]) -> list[int]:
+    async def chat_prompt(self, conversation: list[dict],
+                          tools: list[dict] | None = None) -> list[int]:
         """Token ids of the conversation with the model's chat template, as LLM.chat builds."""
         check_count("messages", len(conversation), self.server.max_messages, "--max-messages",
                     "messages")
-        return await self.off_loop(self._render_chat, conversation)
+        return await self.off_loop(self._render_chat, conversation, tools)
 
-    def _render_chat(self, conversation: list[dict]) -> list[int]:
+    def _render_chat(self, conversation: list[dict], tools: list[dict] | None) -> list[int]:
         from engine.tokenizer import apply_chat_template
 
         try:
-            return apply_chat_template(self._encoder, conversation)
+            return apply_chat_template(self._encoder, conversation, tools)
         except OnenodeError as exc:
             raise ApiError(400, str(exc), param="messages", code="invalid_value") from exc
         except Exception as exc:
@@ -159,10 +161,11 @@ class OpenAIServing:
         for prompt in prompts:
             ids = await self.encode(prompt)
             params = req.sampling_params(self.max_tokens(len(ids), req.max_tokens, 16),
-                                         req.logprobs)
+                                         req.logprobs, req.structured_params())
             params = self.with_defaults(params, req.model_fields_set)
             jobs.append((ids, prompt if isinstance(prompt, str) else None, params))
         self.admit(jobs, len(jobs[0][2].stop_strings))
+        await compile_grammar(self.async_engine, jobs[0][2])
         request_id = random_id("cmpl")
         if req.stream:
             return self._sse(self._stream_completion(request_id, req, jobs))
@@ -184,17 +187,25 @@ class OpenAIServing:
         self.check_model(req.model)
         req.check_unsupported()
         check_queue(self.async_engine.num_waiting, 1, self.server.max_waiting_requests)
-        ids = await self.encode(await self.chat_prompt(req.conversation()))
+        schema, tool_name = forced_tool_schema(req.tools, req.tool_choice,
+                                               req.parallel_tool_calls)
+        if schema is not None and req.stream:
+            raise ApiError(400, "streaming forced tool calls is not supported by onenode yet; "
+                                "set stream=false", param="stream", code="invalid_value")
+        tools = [t.model_dump(exclude_none=True) for t in req.tools or ()]
+        ids = await self.encode(await self.chat_prompt(req.conversation(), tools))
         params = req.sampling_params(self.max_tokens(len(ids), req.requested_max_tokens(), None),
-                                     req.num_logprobs())
+                                     req.num_logprobs(), req.structured_params(schema))
         params = self.with_defaults(params, req.model_fields_set)
+        await compile_grammar(self.async_engine, params)
         jobs = [(ids, None, params)]
         self.admit(jobs, len(params.stop_strings))
         request_id = random_id("chatcmpl")
         if req.stream:
             return self._sse(self._stream_chat(request_id, req, jobs))
         finals = await self._collect(request_id, jobs)
-        return fmt.chat_response(self, request_id, finals[0], params.logprobs or 0)
+        return fmt.chat_response(self, request_id, finals[0], params.logprobs or 0,
+                                 forced_tool=schema is not None, tool_name=tool_name)
 
     async def _stream_chat(self, request_id, req, jobs) -> AsyncIterator[str]:
         yield fmt.chat_role_chunk(self, request_id, req.n).model_dump_json()
@@ -213,9 +224,13 @@ class OpenAIServing:
         ids, text, params = job
         timer = self.metrics.timer()
         out = None
-        async for out in self.async_engine.generate(request_id, ids, params, prompt_text=text):
-            timer.on_output(out)
-            yield out
+        try:
+            async for out in self.async_engine.generate(request_id, ids, params,
+                                                        prompt_text=text):
+                timer.on_output(out)
+                yield out
+        except ConfigError as exc:  # the engine refused the request (e.g. a bad grammar): a 400
+            raise from_exception(exc) from None
         if out is not None:
             timer.finish(out)
 

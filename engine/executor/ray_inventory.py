@@ -10,10 +10,8 @@ from engine.parallel.placement import (
     insufficient_message,
     place_ranks_on_nodes,
 )
-from engine.logger import init_logger
 from onenode.errors import ClusterError, ResourceError
 
-logger = init_logger(__name__)
 TESTED_RAY = ">=2.52,<2.61"  # pyproject.toml's cap
 log = init_logger("onenode.ray")
 
@@ -118,7 +116,7 @@ def private_available_resources_reader(warn=None):
     except ImportError:
         import ray
 
-        (warn or logger.warning)(
+        (warn or log.warning)(
             f"ray {ray.__version__} has no ray._private.state.available_resources_per_node "
             f"(tested with ray {TESTED_RAY}); placement counts total, not free, devices. "
             f"Install the ray of images/requirements.txt")

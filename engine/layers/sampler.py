@@ -1,19 +1,21 @@
 """Sampler: next tokens from last-position logits, one SamplingParams per row.
 
-Greedy rows take a batched argmax. Random rows apply repetition penalty, temperature, top-k,
-top-p and min-p; a seeded row draws from a generator seeded by (seed, tokens generated so far), so
-its tokens do not depend on which other requests share the batch.
+Logits processors (grammar mask, token bans, bias, penalties) run first; then greedy rows take a
+batched argmax and random rows apply temperature, top-k, top-p and min-p. A seeded row draws
+from a generator seeded by (seed, tokens generated so far), so its tokens do not depend on which
+other requests share the batch.
 """
 
 import torch
 
 from engine.core.scheduler_output import SampledToken, ScheduledSeq
+from engine.layers.logits_processors import process_logits
 
 
 def sample(logits: torch.Tensor, seqs: list[ScheduledSeq]) -> list[SampledToken]:
     raw = logits.float().cpu()
     # Logprobs describe the model's distribution (vLLM's default), before penalties and filters.
-    logits = _apply_repetition_penalty(raw, seqs)
+    logits = process_logits(raw, seqs)
     greedy = [s.params.greedy for s in seqs]
     tokens = torch.empty(len(seqs), dtype=torch.long)
     if any(greedy):
@@ -28,23 +30,6 @@ def sample(logits: torch.Tensor, seqs: list[ScheduledSeq]) -> list[SampledToken]
             for i, s in enumerate(seqs)]
 
 
-def _apply_repetition_penalty(logits: torch.Tensor, seqs: list[ScheduledSeq]) -> torch.Tensor:
-    """HF/vLLM rule: divide positive logits of seen tokens by the penalty, multiply negative."""
-    if all(s.params.repetition_penalty == 1.0 for s in seqs):
-        return logits
-    logits = logits.clone()
-    for i, s in enumerate(seqs):
-        penalty = s.params.repetition_penalty
-        if penalty == 1.0:
-            continue
-        seen = torch.tensor(sorted(set((s.prompt_token_ids or []) + s.output_token_ids)),
-                            dtype=torch.long)
-        if len(seen):
-            vals = logits[i, seen]
-            logits[i, seen] = torch.where(vals > 0, vals / penalty, vals * penalty)
-    return logits
-
-
 def filter_logits(row: torch.Tensor, temperature: float, top_k: int, top_p: float,
                   min_p: float) -> torch.Tensor:
     """Temperature-scaled logits with every excluded token at -inf."""
@@ -57,6 +42,7 @@ def filter_logits(row: torch.Tensor, temperature: float, top_k: int, top_p: floa
         sorted_vals, order = torch.sort(row, descending=True)
         probs = torch.softmax(sorted_vals, dim=-1)
         drop = probs.cumsum(-1) - probs >= top_p
+        drop[0] = False  # a top_p below float precision still keeps the most likely token
         row = row.clone()
         row[order[drop]] = float("-inf")
     if min_p > 0:

@@ -59,3 +59,27 @@ def test_tp3_and_pp3_equal_uni(demo_model_dir, uni_tokens, kw):
     finally:
         llm.shutdown()
     assert [o.outputs[0].token_ids for o in outs] == ref
+
+
+def test_json_schema_answer_from_a_real_model_validates(smol):
+    """xgrammar with the GGUF's byte-level BPE tokenizer (49k tokens) and a real chat answer."""
+    import json
+
+    import jsonschema
+
+    from engine import StructuredOutputsParams
+
+    schema = {"type": "object", "properties": {
+        "city": {"type": "string", "maxLength": 40},
+        "country": {"type": "string", "maxLength": 40},
+        "population_millions": {"type": "number"}},
+        "required": ["city", "country", "population_millions"]}
+    params = SamplingParams(temperature=0, max_tokens=80,
+                            structured_outputs=StructuredOutputsParams(json=schema))
+    out = smol.chat([{"role": "user", "content": "Describe Paris as JSON with city, country "
+                                                  "and population_millions."}],
+                    params, use_tqdm=False)[0].outputs[0]
+    assert out.finish_reason == "stop", out.text
+    value = json.loads(out.text)
+    jsonschema.validate(value, schema)
+    assert "Paris" in value["city"]

@@ -7,9 +7,10 @@ import torch
 VOCAB = 512
 
 
-def _save(model, tokenizer_dir: Path) -> None:
+def _save(model, tokenizer_dir: Path, tokenizer: str = "words") -> None:
     model.save_pretrained(str(tokenizer_dir), safe_serialization=True)
-    _tokenizer().save_pretrained(str(tokenizer_dir))
+    (_byte_tokenizer() if tokenizer == "bytes" else _tokenizer()).save_pretrained(
+        str(tokenizer_dir))
 
 
 def _tokenizer():
@@ -29,15 +30,36 @@ def _tokenizer():
     return fast
 
 
-def make_llama(path: Path, num_layers: int = 3, heads: int = 4, kv_heads: int = 2, **kw) -> Path:
+def _byte_tokenizer():
+    """A byte-level BPE (GPT-2 style, no merges): every string is encodable, one token per byte,
+    so grammars (JSON, regex) can be followed by a tiny model."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    for ch in sorted(pre_tokenizers.ByteLevel.alphabet()):
+        vocab[ch] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab, [], unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>",
+                                   eos_token="</s>")
+    fast.chat_template = ("{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n"
+                          "{% endfor %}{% if add_generation_prompt %}[assistant] {% endif %}")
+    return fast
+
+
+def make_llama(path: Path, num_layers: int = 3, heads: int = 4, kv_heads: int = 2,
+               tokenizer: str = "words", hidden_size: int = 64, intermediate_size: int = 128,
+               **kw) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=128,
-                      num_hidden_layers=num_layers, num_attention_heads=heads,
+    cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=hidden_size,
+                      intermediate_size=intermediate_size, num_hidden_layers=num_layers, num_attention_heads=heads,
                       num_key_value_heads=kv_heads, max_position_embeddings=256,
                       tie_word_embeddings=False, **kw)
-    _save(LlamaForCausalLM(cfg), path)
+    _save(LlamaForCausalLM(cfg), path, tokenizer)
     return path
 
 

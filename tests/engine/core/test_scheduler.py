@@ -217,3 +217,21 @@ def test_a_sequence_that_can_never_fit_is_an_error_not_a_hang():
     sched.add(make_seq(0, range(9)))
     with pytest.raises(ResourceError, match="needs 3 KV blocks but the cache has 2"):
         sched.schedule()
+
+
+def test_min_tokens_bans_eos_and_stop_ids_until_reached():
+    sched = make_scheduler(eos=(2,))
+    sched.add(make_seq(0, range(5), max_tokens=10, min_tokens=2, stop_token_ids=[7]))
+    sched.add(make_seq(1, range(5), max_tokens=10, min_tokens=2, ignore_eos=True))
+    out = sched.schedule()
+    assert [s.banned_token_ids for s in out.seqs] == [[2, 7], None]
+    # A stop id that slips through (it cannot: it is masked) still does not end the sequence.
+    sched.update_from_output(out, ModelRunnerOutput({0: SampledToken(7), 1: SampledToken(2)}))
+    assert not sched.seqs[0].is_finished
+    out = sched.schedule()
+    assert out.seqs[0].banned_token_ids == [2, 7]
+    sched.update_from_output(out, ModelRunnerOutput({0: SampledToken(5), 1: SampledToken(5)}))
+    out = sched.schedule()
+    assert [s.banned_token_ids for s in out.seqs] == [None, None]
+    sched.update_from_output(out, ModelRunnerOutput({0: SampledToken(2), 1: SampledToken(5)}))
+    assert 0 not in sched.seqs  # EOS ends it once min_tokens is met
