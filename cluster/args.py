@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from onenode.errors import ConfigError
 
 DOCKER_OPTIONS = ("-e/--env", "--env-file", "-v/--volume", "--cap-add", "--privileged",
-                  "--shm-size", "--gpus", "--device", "--network", "--ip", "--name", "--ulimit")
+                  "--shm-size", "--gpus", "--device", "--network", "--ip", "--name", "--ulimit",
+                  "--restart")
 OWN_FLAGS = ("--detach", "--replace", "--ray-token-file", "--no-ray-auth", "--num-cpus",
              "--object-store-memory", "--ready-timeout", "--cluster-name", "--serve",
              "--serve-args")
@@ -22,9 +23,11 @@ _VALUED = {"-e": "env", "--env": "env", "--env-file": "env_files", "-v": "volume
            "--ip": "ip", "--name": "name", "--ulimit": "ulimits",
            "--ray-token-file": "ray_token_file", "--num-cpus": "num_cpus",
            "--object-store-memory": "object_store_memory", "--ready-timeout": "ready_timeout",
-           "--cluster-name": "cluster_name", "--serve": "serve", "--serve-args": "serve_args"}
+           "--cluster-name": "cluster_name", "--serve": "serve", "--serve-args": "serve_args",
+           "--restart": "restart"}
 _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]"
                        r"{0,62}[A-Za-z0-9])?)*")
+_RESTART = re.compile(r"no|always|unless-stopped|on-failure(:\d+)?")
 _LISTS = {"env", "env_files", "volumes", "cap_add", "devices", "ulimits"}
 _BOOLS = {"--privileged": "privileged", "--detach": "detach", "-d": "detach",
           "--replace": "replace", "--no-ray-auth": "no_ray_auth"}
@@ -58,6 +61,7 @@ class RunClusterArgs:
     cluster_name: str = "onenode"
     serve: str | None = None  # head only: also start `onenode serve MODEL` once the node is up
     serve_args: str = ""  # extra `onenode serve` flags, e.g. "--pipeline-parallel-size 2"
+    restart: str = "unless-stopped"  # docker's --restart: no | always | unless-stopped | ...
     # Simulated clusters only (not a run_cluster flag): publish the API port on host loopback.
     api_port: int | None = None
 
@@ -102,6 +106,9 @@ def _validate(args: RunClusterArgs) -> None:
                           f"head's address on the cluster network, e.g. 10.0.0.1")
     if args.ip is not None and not is_ip(args.ip):
         raise ConfigError(f"--ip {args.ip!r} is not an IP address; pass e.g. 172.30.1.11")
+    if not _RESTART.fullmatch(args.restart):
+        raise ConfigError(f"--restart {args.restart!r}; use no, always, unless-stopped or "
+                          f"on-failure[:N] (as docker run takes it)")
     for flag, value, kind in (("--ready-timeout", args.ready_timeout, float),
                               ("--num-cpus", args.num_cpus, int)):
         try:

@@ -61,7 +61,8 @@ def _run_kwargs(spec: ContainerSpec) -> dict:
               devices=list(spec.devices) or None, labels=dict(spec.labels),
               mounts=[Mount(m.target, m.source, type="bind", read_only=m.read_only)
                       for m in spec.mounts],
-              ulimits=[Ulimit(name=n, soft=s, hard=h) for n, s, h in spec.ulimits] or None)
+              ulimits=[Ulimit(name=n, soft=s, hard=h) for n, s, h in spec.ulimits] or None,
+              restart_policy=_restart_policy(spec.restart))
     if spec.gpus:
         count = -1 if spec.gpus == "all" else None
         ids = None if count else spec.gpus.removeprefix("device=").split(",")
@@ -74,6 +75,12 @@ def _run_kwargs(spec: ContainerSpec) -> dict:
     elif spec.ports:
         kw["ports"] = {f"{cport}/tcp": (hip, hport) for cport, hip, hport in spec.ports}
     return kw
+
+
+def _restart_policy(text: str) -> dict:
+    """docker's `--restart on-failure:5` as the Engine API's {"Name", "MaximumRetryCount"}."""
+    name, _, retries = text.partition(":")
+    return {"Name": "" if name == "no" else name, "MaximumRetryCount": int(retries or 0)}
 
 
 def start(c, spec: ContainerSpec):
@@ -204,9 +211,29 @@ def logs_tail(container, tail: int = 400) -> str:
     return container.logs(tail=tail).decode(errors="replace")
 
 
-def follow_logs(container):
-    """`docker logs -f`: bytes chunks until the container stops."""
-    return container.logs(stream=True, follow=True)
+def follow_logs(container, since: int | None = None):
+    """`docker logs -f [--since]`: bytes chunks until the container stops."""
+    return container.logs(stream=True, follow=True, since=since)
+
+
+def restarting(container, settle_s: float = 2.0) -> bool:
+    """True when a container that just stopped is being brought back by its restart policy
+    (a crash); False when it stays down (`docker stop`, policy `no`)."""
+    import time
+
+    deadline = time.monotonic() + settle_s
+    while True:
+        container.reload()
+        state = container.attrs["State"]
+        if state.get("Restarting") or state.get("Running"):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
+
+
+def restart_count(container) -> int:
+    return int(container.attrs.get("RestartCount", 0))
 
 
 def container_env(container) -> dict[str, str]:

@@ -6,6 +6,7 @@ Ctrl-C / SIGTERM stops and removes the container. `--detach` returns once the no
 
 import signal
 import sys
+import time
 
 from cluster import backend
 from cluster.args import parse_run_cluster
@@ -43,16 +44,15 @@ def run(argv: list[str]) -> int:
 
 
 def _start_serving(container, args) -> None:
-    """`--serve MODEL`: the head also runs `onenode serve` (log: /tmp/onenode-serve.log); the
-    engine waits for the devices it needs through Ray, like `onenode cluster serve`."""
+    """`--serve MODEL`: the head also runs `onenode serve`, under the container's supervisor, so
+    it comes back when the head container restarts; the engine waits (up to 10 minutes) for the
+    devices it needs through Ray, like `onenode cluster serve`."""
     import shlex
 
-    from cluster.serve import LOG
+    from cluster.serve import LOG, set_serve_config
 
-    cmd = ["python", "-m", "cluster.detached", LOG, "onenode", "serve", args.serve,
-           "--host", "0.0.0.0", "--port", "8000", *shlex.split(args.serve_args)]
-    # Workers usually join after the head: let the engine wait for them for up to 10 minutes.
-    backend.exec_detached(backend.client(), container.name, cmd, {"ONENODE_RAY_WAIT_S": "600"})
+    cmd = [args.serve, "--host", "0.0.0.0", "--port", "8000", *shlex.split(args.serve_args)]
+    set_serve_config(backend.client(), container.name, cmd)
     step(f"started `onenode serve {args.serve}` in {container.name} on port 8000; "
          f"log: docker exec {container.name} tail -f {LOG}")
 
@@ -63,10 +63,15 @@ def _follow(name: str) -> int:
         container = backend.get(c, name)
         secrets = [v for k, v in backend.container_env(container).items() if is_secret(k)]
         step(f"{name} is ready; following its logs (Ctrl-C stops and removes it)")
-        for chunk in backend.follow_logs(container):
-            sys.stdout.write(mask_text(chunk.decode(errors="replace"), secrets))
-            sys.stdout.flush()
-        container.reload()
+        since = None
+        while True:
+            for chunk in backend.follow_logs(container, since):
+                sys.stdout.write(mask_text(chunk.decode(errors="replace"), secrets))
+                sys.stdout.flush()
+            since = int(time.time())
+            if not backend.restarting(container):  # exited for good (`docker stop`, no policy)
+                break
+            step(f"{name} exited; its restart policy brings it back (Ctrl-C removes it)")
         code = int(container.attrs["State"].get("ExitCode", 1))
     except KeyboardInterrupt:
         step(f"stopping and removing {name}")

@@ -39,6 +39,7 @@ class ContainerSpec:
     ulimits: tuple[tuple[str, int, int], ...] = ()
     ports: tuple[tuple[int, str, int], ...] = ()  # (container port, host ip, host port)
     labels: tuple[tuple[str, str], ...] = field(default=())
+    restart: str = "unless-stopped"  # docker --restart: a crashed node comes back by itself
 
     def env_dict(self) -> dict[str, str]:
         return dict(self.env)
@@ -87,6 +88,13 @@ def ray_command(args: RunClusterArgs, node_ip: str | None) -> tuple[str, ...]:
     return tuple(cmd + ["--disable-usage-stats", "--block"])
 
 
+def node_command(args: RunClusterArgs, node_ip: str | None) -> tuple[str, ...]:
+    """The container's main process is the supervisor (cluster/supervisor.py) around `ray start`:
+    a restarted worker waits for the head before joining; the head keeps the API server up."""
+    own = ["--serve"] if args.role == "head" else ["--wait-for", f"{args.head_ip}:{GCS_PORT}"]
+    return ("python", "-m", "cluster.supervisor", *own, "--", *ray_command(args, node_ip))
+
+
 # Ray's defaults notice a dead node after ~30 s; an engine should fail faster than that.
 HEAD_HEALTH_ENV = {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "1000",
                    "RAY_health_check_failure_threshold": "3"}
@@ -108,11 +116,12 @@ def build_spec(args: RunClusterArgs, env: dict[str, str], node_ip: str | None,
         mounts.append(Mount(token_file, TOKEN_MOUNT, read_only=True))
     labels = ((LABEL_CLUSTER, args.cluster_name), (LABEL_ROLE, args.role))
     spec = ContainerSpec(
-        name=container_name(args, node_ip), image=args.image, command=ray_command(args, node_ip),
+        name=container_name(args, node_ip), image=args.image, command=node_command(args, node_ip),
         env=tuple(sorted(env.items())), mounts=tuple(mounts), cap_add=tuple(args.cap_add),
         privileged=args.privileged, shm_size=parse_size(args.shm_size), gpus=args.gpus or gpus,
         devices=tuple(args.devices), network=args.network, ip=args.ip,
-        ulimits=tuple(_ulimit(u) for u in args.ulimits), ports=ports, labels=labels)
+        ulimits=tuple(_ulimit(u) for u in args.ulimits), ports=ports, labels=labels,
+        restart=args.restart)
     return ContainerSpec(**{**asdict_shallow(spec),
                             "labels": labels + ((LABEL_HASH, spec.fingerprint()),)})
 

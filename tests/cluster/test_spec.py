@@ -15,6 +15,10 @@ def spec_for(argv, env=None, token="/tok", gpus=None):
     return args, build_spec(args, resolved, ip, token, gpus)
 
 
+def ray_argv(spec):
+    return spec.command[spec.command.index("--") + 1:]
+
+
 def test_vllm_argument_order_and_defaults():
     args, spec = spec_for(BASE)
     assert (args.image, args.head_ip, args.role, args.hf_home) == \
@@ -23,8 +27,9 @@ def test_vllm_argument_order_and_defaults():
     assert spec.shm_size == int(10.24 * 2**30)
     assert spec.mounts[0].source == "/data/hf"
     assert spec.mounts[0].target == "/root/.cache/huggingface"
-    assert spec.command[:5] == ("ray", "start", "--head", "--port", "6379")
+    assert ray_argv(spec)[:5] == ("ray", "start", "--head", "--port", "6379")
     assert spec.command[-1] == "--block"
+    assert spec.restart == "unless-stopped"
 
 
 def test_every_docker_option_maps_into_the_spec():
@@ -45,7 +50,7 @@ def test_every_docker_option_maps_into_the_spec():
     # the fix for vLLM #7815: Ray's node IP is VLLM_HOST_IP
     i = spec.command.index("--node-ip-address")
     assert spec.command[i + 1] == "10.0.0.2"
-    assert spec.command[2:4] == ("--address", "10.0.0.1:6379")
+    assert ray_argv(spec)[2:4] == ("--address", "10.0.0.1:6379")
 
 
 def test_unsupported_option_lists_the_supported_ones():
@@ -153,3 +158,29 @@ def test_head_gets_fast_failure_detection_workers_do_not():
     _, worker = spec_for(["img", "10.0.0.1", "--worker", "/hf"])
     assert head.env_dict()["RAY_health_check_period_ms"] == "1000"
     assert "RAY_health_check_period_ms" not in worker.env_dict()
+
+
+def test_node_runs_under_the_supervisor_worker_waits_for_the_head():
+    _, head = spec_for(BASE)
+    assert head.command[:4] == ("python", "-m", "cluster.supervisor", "--serve")
+    _, worker = spec_for(["img", "10.0.0.1", "--worker", "/hf", "-e", "VLLM_HOST_IP=10.0.0.7"])
+    i = worker.command.index("--wait-for")
+    assert worker.command[i + 1] == "10.0.0.1:6379"
+    assert "--serve" not in worker.command
+
+
+@pytest.mark.parametrize("policy", ["no", "always", "unless-stopped", "on-failure",
+                                    "on-failure:5"])
+def test_restart_policy_as_docker_takes_it(policy):
+    from cluster.backend import _restart_policy
+
+    _, spec = spec_for(BASE + ["--restart", policy])
+    assert spec.restart == policy
+    name, _, count = policy.partition(":")
+    assert _restart_policy(policy) == {"Name": "" if name == "no" else name,
+                                       "MaximumRetryCount": int(count or 0)}
+
+
+def test_bad_restart_policy_names_the_choices():
+    with pytest.raises(ConfigError, match="unless-stopped"):
+        parse_run_cluster(BASE + ["--restart", "sometimes"])
