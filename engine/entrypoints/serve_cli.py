@@ -41,11 +41,23 @@ def serve(
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     tokenizer: Annotated[Optional[str], typer.Option(help="default: MODEL")] = None,
+    recovery_timeout: Annotated[float, typer.Option(
+        help="seconds to rebuild the engine after a rank dies; then exit non-zero")] = 300.0,
+    no_recovery: Annotated[bool, typer.Option(
+        "--no-recovery", help="after a rank dies stay dead (/health 503) instead of rebuilding")
+    ] = False,
+    shutdown_timeout: Annotated[float, typer.Option(
+        help="on SIGTERM, seconds to let streams in flight finish")] = 30.0,
 ):
     """Serve MODEL with an OpenAI-compatible API (/v1/completions, /v1/chat/completions, ...)."""
     engine_args = dict(locals())  # every other parameter is an EngineConfig field of that name
     server_args = {k: engine_args.pop(k) for k in ("host", "port", "api_key", "served_model_name")}
     server_args["api_key"] = server_args["api_key"] or None
     from engine.entrypoints.api_server import run_server
+    from engine.entrypoints.recovery import RecoveryConfig
+
+    server_args["recovery"] = RecoveryConfig(enabled=not engine_args.pop("no_recovery"),
+                                             timeout_s=engine_args.pop("recovery_timeout"))
+    server_args["shutdown_timeout"] = engine_args.pop("shutdown_timeout")
 
     run_server(EngineConfig(**engine_args), **server_args)

@@ -13,6 +13,15 @@ from engine.executor.ray_inventory import connect, device_kind, wait_for_placeme
 from onenode.errors import ClusterError, EngineDeadError, ResourceError
 
 WAIT_S = float(os.environ.get("ONENODE_RAY_WAIT_S", "30"))
+# A step that has not returned by then counts as a dead rank (the engine recovers or fails).
+STEP_TIMEOUT_S = float(os.environ.get("ONENODE_STEP_TIMEOUT_S", "120"))
+
+
+def wait_for_devices(config, timeout_s: float) -> None:
+    """Recovery: block (bounded) until the Ray cluster again has the devices TP x PP needs."""
+    connect()
+    wait_for_placement(config.tensor_parallel_size, config.pipeline_parallel_size,
+                       device_kind(config.device), timeout_s)
 
 
 class RayWorkerWrapper:
@@ -42,14 +51,19 @@ class RayWorkerWrapper:
 
 
 class _RayFuture(RpcFuture):
-    def __init__(self, executor: "RayExecutor", refs: list):
-        self.executor, self.refs = executor, refs
+    def __init__(self, executor: "RayExecutor", refs: list, timeout_s: float | None = None):
+        self.executor, self.refs, self.timeout_s = executor, refs, timeout_s
 
     def result(self):
         import ray
 
         try:
-            return ray.get(self.refs)
+            return ray.get(self.refs, timeout=self.timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            # A hung rank (frozen node, stuck collective) must not hang the server forever.
+            self.executor.dead = (f"a step did not return within {self.timeout_s:.0f}s (a rank "
+                                  f"hangs; raise ONENODE_STEP_TIMEOUT_S if steps are this slow)")
+            raise EngineDeadError(self.executor.dead) from None
         except (ray.exceptions.RayActorError, ray.exceptions.ActorDiedError) as exc:
             self.executor.dead = (f"a ray worker died ({type(exc).__name__}: "
                                   f"{str(exc).splitlines()[0][:200]}); a node may be down — check "
@@ -120,7 +134,9 @@ class RayExecutor(Executor):
         if self.dead:
             raise EngineDeadError(self.dead)
         kw = kwargs or {}
-        return _RayFuture(self, [a.execute_method.remote(method, *args, **kw) for a in self.actors])
+        refs = [a.execute_method.remote(method, *args, **kw) for a in self.actors]
+        # Only steps are bounded: loading weights legitimately takes minutes.
+        return _RayFuture(self, refs, STEP_TIMEOUT_S if method == "execute_model" else None)
 
     def check_health(self) -> None:
         """Cheap enough for /health: Ray's view of the nodes that host our ranks (a ping would

@@ -1,0 +1,90 @@
+"""Nodes heal by their restart policy (marker `docker`): a SIGKILLed worker comes back and rejoins,
+a SIGKILLed head comes back at its address with its token and the workers find it again, a worker
+stopped by the operator stays down. Crash = SIGKILL of the container's main PID from the host."""
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from cluster import backend
+from cluster.status import cluster_status
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+IMAGE = os.environ.get("ONENODE_TEST_IMAGE", "onenode:latest")
+
+
+def crash(container: str) -> None:
+    pid = subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", container], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    os.kill(int(pid), signal.SIGKILL)
+
+
+def restarts(container: str) -> int:
+    c = backend.client()
+    return backend.restart_count(backend.get(c, container))
+
+
+def wait_alive_nodes(name: str, want: int, timeout: float) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = cluster_status(name)
+        if sum(r["alive"] for r in rows) == want or time.monotonic() > deadline:
+            return rows
+        time.sleep(2)
+
+
+@pytest.fixture(scope="module")
+def heal_cluster(docker_required, cluster_hf_home):
+    from cluster.local import down, up
+
+    name = f"onheal-{uuid.uuid4().hex[:6]}"
+    try:
+        yield up(3, name=name, image=IMAGE, hf_home=cluster_hf_home, cpus_per_node=1,
+                 object_store_memory="128m")
+    finally:
+        down(name)
+
+
+def test_crashed_worker_restarts_and_rejoins(heal_cluster):
+    worker = heal_cluster.nodes[1][0]
+    crash(worker)
+    rows = wait_alive_nodes(heal_cluster.name, 2, 30)  # Ray notices the loss first
+    assert sum(r["alive"] for r in rows) <= 3
+    rows = wait_alive_nodes(heal_cluster.name, 3, 90)
+    assert all(r["alive"] for r in rows), rows
+    assert restarts(worker) >= 1
+    assert next(r for r in rows if r["name"] == worker)["restarts"] >= 1
+
+
+def test_crashed_head_comes_back_and_workers_find_it(heal_cluster):
+    head = heal_cluster.head
+    crash(head)
+    time.sleep(5)
+    rows = wait_alive_nodes(heal_cluster.name, 3, 180)
+    assert all(r["alive"] for r in rows), rows
+    assert restarts(head) >= 1
+    deadline = time.monotonic() + 60  # `ray status` (the autoscaler's view) lags ray.nodes()
+    while True:
+        out = backend.exec_in(backend.client(), head, ["ray", "status"])[1]
+        active = out.split("Active:")[1].split("Pending:")[0] if "Active:" in out else ""
+        if active.count("node_") == 3 or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert active.count("node_") == 3, out
+    # Same address, same token: the workers log their wait and rejoin by themselves.
+    logs = backend.logs_tail(backend.get(backend.client(), heal_cluster.nodes[2][0]), 2000)
+    assert "waiting for the head" in logs or "answers" in logs
+
+
+def test_worker_stopped_by_the_operator_stays_down(heal_cluster):
+    worker = heal_cluster.nodes[2][0]
+    subprocess.run(["docker", "stop", "-t", "5", worker], check=True, capture_output=True)
+    time.sleep(8)
+    c = backend.client()
+    assert backend.get(c, worker).status == "exited"
+    rows = wait_alive_nodes(heal_cluster.name, 2, 30)
+    assert not next(r for r in rows if r["name"] == worker)["alive"]
