@@ -123,6 +123,8 @@ def test_sigterm_lets_streams_in_flight_finish(tiny_llama, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    assert "Waiting for connections to close" in log_path.read_text()  # they were in flight
     for i in range(4):
-        usage = [json.loads(x[6:]) for x in results[i] if x.startswith("data: {")][-1]["usage"]
-        assert results[i][-1] == "data: [DONE]" and usage["completion_tokens"] == 200, i
+        lines = [x for x in results[i] if x]
+        usage = [json.loads(x[6:]) for x in lines if x.startswith("data: {")][-1]["usage"]
+        assert lines[-1] == "data: [DONE]" and usage["completion_tokens"] == 200, i
