@@ -232,6 +232,12 @@ def restarting(container, settle_s: float = 2.0) -> bool:
         time.sleep(0.2)
 
 
+def main_pid(container) -> int:
+    """The container's main process as the host sees it (`docker inspect -f {{.State.Pid}}`)."""
+    container.reload()
+    return int(container.attrs["State"]["Pid"])
+
+
 def restart_count(container) -> int:
     return int(container.attrs.get("RestartCount", 0))
 
