@@ -46,7 +46,8 @@ def recovery_bench(model: str, timeout: float = 600.0, image: str = "onenode:lat
     name, port = f"onbench-{uuid.uuid4().hex[:6]}", free_port("127.0.0.1")
     result = {"model": model, "image": image, "targets_s": TARGETS}
     try:
-        info = up(3, name=name, image=image, cpus_per_node=1, object_store_memory="128m", api_port=port)
+        info = up(3, name=name, image=image, cpus_per_node=1, object_store_memory="128m",
+                  api_port=port)
         cluster_serve(model, ["--pipeline-parallel-size", "3", "--max-model-len", "1024",
                               "--kv-cache-space-gib", "0.25", "--served-model-name", "smol"],
                       name, port, detach=True)
