@@ -126,10 +126,10 @@ class ServeKeeper:
     def _start(self, config: dict, now: float) -> None:
         Path(self.log_path).parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **SERVE_ENV, **config.get("env", {})}
-        out = open(self.log_path, "ab", buffering=0)
-        self.proc = subprocess.Popen(["onenode", "serve", *config["args"]], stdout=out,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-        out.close()
+        with open(self.log_path, "ab", buffering=0) as out:  # the child keeps its own copy
+            self.proc = subprocess.Popen(["onenode", "serve", *config["args"]], stdout=out,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         env=env)
         self.started = now
         log(f"started onenode serve {config['args'][0]} (pid {self.proc.pid}); log "
             f"{self.log_path}")

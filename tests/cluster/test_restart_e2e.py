@@ -80,6 +80,46 @@ def test_crashed_head_comes_back_and_workers_find_it(heal_cluster):
     assert "waiting for the head" in logs or "answers" in logs
 
 
+def test_foreground_node_comes_back_and_sigterm_still_removes_it(heal_cluster,
+                                                                  cluster_hf_home):
+    """run_cluster in the foreground: a crash is healed by the restart policy while the command
+    keeps following the logs; SIGTERM (Ctrl-C) still stops and removes the node."""
+    import sys
+    import threading
+
+    info = heal_cluster
+    ip = info.head_ip.rsplit(".", 1)[0] + ".44"
+    name = f"{info.name}-worker-{ip}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cluster.run_cluster", IMAGE, info.head_ip, "--worker",
+         str(cluster_hf_home), "--network", info.network, "--ip", ip, "-e", f"VLLM_HOST_IP={ip}",
+         "--cluster-name", info.name, "--shm-size", "1g", "--num-cpus", "1",
+         "--object-store-memory", "128m", "--ray-token-file", info.token_path],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
+    c = backend.client()
+    try:
+        _wait_for(lambda: any("following its logs" in x for x in lines), 120, lines)
+        crash(name)
+        _wait_for(lambda: any("restart policy brings it back" in x for x in lines), 60, lines)
+        _wait_for(lambda: backend.get(c, name).status == "running", 60, lines)
+        assert proc.poll() is None and restarts(name) >= 1
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert backend.get(c, name) is None
+    finally:
+        proc.kill()
+        backend.remove(c, name, timeout=1)
+
+
+def _wait_for(cond, timeout: float, lines: list[str]) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "".join(lines)[-2000:]
+        time.sleep(0.5)
+
+
 def test_worker_stopped_by_the_operator_stays_down(heal_cluster):
     worker = heal_cluster.nodes[2][0]
     subprocess.run(["docker", "stop", "-t", "5", worker], check=True, capture_output=True)
