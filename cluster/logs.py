@@ -37,6 +37,9 @@ def serve_logs(name: str, follow: bool = False, tail: int = 200) -> None:
     except ValueError:
         config = None
     secrets = known_secrets(backend.container_env(container), config)
+    if not follow and backend.exec_in(c, head, ["test", "-e", SERVE_LOG])[0] != 0:
+        raise ClusterError(f"no server log in {head} yet; start the server with `onenode cluster "
+                           f"serve MODEL` (or run_cluster --head --serve MODEL)")
     cmd = ["tail", "-n", str(tail)] + (["-F"] if follow else []) + [SERVE_LOG]
     for chunk in backend.exec_stream(c, head, cmd):
         sys.stdout.write(mask_text(chunk.decode(errors="replace"), secrets))

@@ -4,6 +4,7 @@ the container back, the engine rebuilds itself, and the greedy answer is the sam
 The tests share one cluster and run in order (worker crash, head crash, operator stop, SIGTERM);
 each first waits (bounded) until the service is healthy."""
 
+import json
 import os
 import signal
 import subprocess
@@ -125,6 +126,10 @@ def test_worker_crash_fails_the_stream_then_heals(healing):
     returned = wait_running_again(worker, before)
     wait_health(port, 200, 90 - (time.monotonic() - returned))
     assert chat(port) == answer
+    status = subprocess.run([sys.executable, "-m", "onenode.cli", "cluster", "status", "--name",
+                             info.name, "--json"], check=True, capture_output=True, text=True)
+    rows = {r["name"]: r for r in json.loads(status.stdout)}
+    assert rows[worker]["restarts"] >= 1 and rows[info.head]["serving"] == "serving", rows
 
 
 def test_head_crash_heals_and_ray_lists_three_nodes(healing):
