@@ -13,8 +13,18 @@ from engine.executor.ray_inventory import connect, device_kind, wait_for_placeme
 from onenode.errors import ClusterError, EngineDeadError, ResourceError
 
 WAIT_S = float(os.environ.get("ONENODE_RAY_WAIT_S", "30"))
-# A step that has not returned by then counts as a dead rank (the engine recovers or fails).
-STEP_TIMEOUT_S = float(os.environ.get("ONENODE_STEP_TIMEOUT_S", "120"))
+# Pessimistic device speeds for the step timeout: a step slower than this is a hung rank.
+_FLOOR_FLOPS = {"CPU": 1e10, "GPU": 1e12}
+
+
+def step_timeout_s(num_params: int, num_tokens: int, kind: str) -> float:
+    """How long a step may take before it counts as a hung rank (the engine then recovers or
+    fails): 60 s plus the step's FLOPs (2 x params x tokens) at a pessimistic device speed.
+    ONENODE_STEP_TIMEOUT_S overrides it."""
+    override = os.environ.get("ONENODE_STEP_TIMEOUT_S")
+    if override:
+        return float(override)
+    return 60.0 + 2.0 * num_params * max(1, num_tokens) / _FLOOR_FLOPS[kind]
 
 
 def wait_for_devices(config, timeout_s: float) -> None:
@@ -62,7 +72,7 @@ class _RayFuture(RpcFuture):
         except ray.exceptions.GetTimeoutError:
             # A hung rank (frozen node, stuck collective) must not hang the server forever.
             self.executor.dead = (f"a step did not return within {self.timeout_s:.0f}s (a rank "
-                                  f"hangs; raise ONENODE_STEP_TIMEOUT_S if steps are this slow)")
+                                  f"hangs; set ONENODE_STEP_TIMEOUT_S if steps are this slow)")
             raise EngineDeadError(self.executor.dead) from None
         except (ray.exceptions.RayActorError, ray.exceptions.ActorDiedError) as exc:
             self.executor.dead = (f"a ray worker died ({type(exc).__name__}: "
@@ -81,6 +91,8 @@ class RayExecutor(Executor):
         super().__init__(config, partition)
         self.dead: str | None = None
         self.actors, self.pg = [], None
+        self.num_params = source.model_config.num_params if source is not None else 10**9
+        self.kind = "CPU"
         ray = connect()
         try:
             self._create_actors(ray)
@@ -95,7 +107,7 @@ class RayExecutor(Executor):
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         cfg = self.config
-        kind = device_kind(cfg.device)
+        kind = self.kind = device_kind(cfg.device)
         ips = wait_for_placement(cfg.tensor_parallel_size, cfg.pipeline_parallel_size, kind, WAIT_S)
         bundles = [{kind: 1.0, f"node:{ip}": 0.001} for ip in ips]
         self.pg = placement_group(bundles, strategy="PACK")
@@ -136,7 +148,10 @@ class RayExecutor(Executor):
         kw = kwargs or {}
         refs = [a.execute_method.remote(method, *args, **kw) for a in self.actors]
         # Only steps are bounded: loading weights legitimately takes minutes.
-        return _RayFuture(self, refs, STEP_TIMEOUT_S if method == "execute_model" else None)
+        timeout = None
+        if method == "execute_model":
+            timeout = step_timeout_s(self.num_params, args[0].num_tokens, self.kind)
+        return _RayFuture(self, refs, timeout)
 
     def check_health(self) -> None:
         """Cheap enough for /health: Ray's view of the nodes that host our ranks (a ping would
