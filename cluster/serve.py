@@ -22,11 +22,27 @@ from onenode.errors import ClusterError
 LOG = SERVE_LOG
 
 
+def api_key_to_env(args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """`--api-key KEY` becomes ONENODE_API_KEY (which `onenode serve` reads), so the key is never
+    in the server's argv (`ps` in the container)."""
+    out, env, rest = [], {}, list(args)
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--api-key" and rest:
+            env["ONENODE_API_KEY"] = rest.pop(0)
+        elif arg.startswith("--api-key="):
+            env["ONENODE_API_KEY"] = arg.split("=", 1)[1]
+        else:
+            out.append(arg)
+    return out, env
+
+
 def set_serve_config(c, head: str, args: list[str], env: dict[str, str] | None = None) -> None:
     """Store the serve config in the head container, where its supervisor (the container's main
     process) starts the server from it now and after every restart of the container. The config
     travels through the exec's environment, not its argv (it may hold the API key)."""
-    config = json.dumps({"args": args, "env": env or {}})
+    args, key_env = api_key_to_env(args)
+    config = json.dumps({"args": args, "env": {**(env or {}), **key_env}})
     code, out = backend.exec_in(c, head, ["python", "-m", "cluster.supervisor", "--set-serve"],
                                 env={CONFIG_ENV: config})
     if code != 0:

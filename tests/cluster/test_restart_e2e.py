@@ -113,6 +113,47 @@ def test_foreground_node_comes_back_and_sigterm_still_removes_it(heal_cluster,
         backend.remove(c, name, timeout=1)
 
 
+def test_head_started_server_comes_back_with_the_head(heal_cluster, cluster_hf_home):
+    """`run_cluster --head --serve`: the server runs under the head's supervisor, so after a
+    crash of the head container it answers again with no command typed."""
+    import sys
+    import urllib.error
+    import urllib.request
+
+    from engine.demo_model import container_model_dir
+
+    info = heal_cluster
+    ip = info.head_ip.rsplit(".", 1)[0] + ".45"
+    name = f"{info.name}-solo-head"
+    c = backend.client()
+
+    def healthy() -> bool:
+        try:
+            return urllib.request.urlopen(f"http://{ip}:8000/health", timeout=3).status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "cluster.run_cluster", IMAGE, ip, "--head",
+             str(cluster_hf_home), "--network", info.network, "--ip", ip, "--name", name,
+             "--cluster-name", f"{info.name}-solo", "--shm-size", "1g", "--num-cpus", "1",
+             "--object-store-memory", "128m", "--ray-token-file", info.token_path, "--detach",
+             "--serve", container_model_dir(), "--serve-args",
+             "--max-model-len 256 --kv-cache-space-gib 0.05 --api-key test-key-1234"],
+            check=False, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        _wait_for(healthy, 240, [])
+        crash(name)
+        time.sleep(3)
+        _wait_for(healthy, 240, [])
+        assert restarts(name) >= 1
+        logs = backend.exec_in(c, name, ["cat", "/var/log/onenode/serve.log"])[1]
+        assert logs.count("Uvicorn running") >= 2 and "test-key-1234" not in logs
+    finally:
+        backend.remove(c, name, timeout=1)
+
+
 def _wait_for(cond, timeout: float, lines: list[str]) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
