@@ -77,7 +77,7 @@ class _RayFuture(RpcFuture):
         except (ray.exceptions.RayActorError, ray.exceptions.ActorDiedError) as exc:
             self.executor.dead = (f"a ray worker died ({type(exc).__name__}: "
                                   f"{str(exc).splitlines()[0][:200]}); a node may be down — check "
-                                  f"`ray status` and restart the engine")
+                                  f"`ray status`")
             raise EngineDeadError(self.executor.dead) from None
         except ray.exceptions.RayTaskError as exc:
             cause = exc.cause if getattr(exc, "cause", None) else exc
@@ -166,8 +166,8 @@ class RayExecutor(Executor):
                       and not any(m["Alive"] and m["NodeManagerAddress"] == n["NodeManagerAddress"]
                                   for m in ray.nodes()))
         if gone:
-            self.dead = (f"Ray node(s) {', '.join(gone)} hosting engine workers died; "
-                         f"restart the node(s) with run_cluster, then the engine")
+            self.dead = (f"Ray node(s) {', '.join(gone)} hosting engine workers died; a "
+                         f"crashed node restarts by itself, a stopped one needs `docker start`")
             raise EngineDeadError(self.dead)
 
     def shutdown(self) -> None:
