@@ -65,6 +65,24 @@ def cluster(nodes: Annotated[int, typer.Option()] = 3,
     typer.echo(json.dumps(cluster_up_bench(nodes, repeats), indent=2))
 
 
+@bench_app.command("recovery")
+def recovery(model: Annotated[Optional[str], typer.Option(
+        help="model path inside the containers (default: the demo SmolLM2)")] = None,
+             timeout: Annotated[float, typer.Option(help="give up per crash after")] = 600.0,
+             image: Annotated[str, typer.Option()] = "onenode:latest"):
+    """Seconds from a worker crash and from a head crash (SIGKILL of the container's main
+    process) to the first correct answer again, 3 simulated nodes, PP=3."""
+    import json
+
+    from bench.recovery import recovery_bench
+    from engine.demo_model import container_model_dir, fetch_demo
+
+    if model is None:
+        fetch_demo()  # into the HF_HOME that `cluster up` mounts by default
+        model = container_model_dir()
+    typer.echo(json.dumps(recovery_bench(model, timeout, image), indent=2))
+
+
 @bench_app.command("serve")
 def bench_serve(
     url: Annotated[str, typer.Option(help="server base URL, e.g. http://127.0.0.1:8000")],

@@ -215,14 +215,6 @@ def import_rootfs(c, tarball: Path, tag: str) -> None:
                            f"disk space of the Docker data root") from None
 
 
-def exec_detached(c, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
-    """`docker exec -d NAME CMD...`: start a process in the container and return at once."""
-    container = get(c, name)
-    if container is None:
-        raise ClusterError(f"container {name} does not exist; start the cluster first")
-    container.exec_run(cmd, detach=True, environment=env)
-
-
 def exec_stream(c, name: str, cmd: list[str]):
     """`docker exec NAME CMD...` whose output arrives as it is written (bytes chunks)."""
     container = get(c, name)
@@ -235,9 +227,35 @@ def logs_tail(container, tail: int = 400) -> str:
     return container.logs(tail=tail).decode(errors="replace")
 
 
-def follow_logs(container):
-    """`docker logs -f`: bytes chunks until the container stops."""
-    return container.logs(stream=True, follow=True)
+def follow_logs(container, since: int | None = None):
+    """`docker logs -f [--since]`: bytes chunks until the container stops."""
+    return container.logs(stream=True, follow=True, since=since)
+
+
+def restarting(container, settle_s: float = 2.0) -> bool:
+    """True when a container that just stopped is being brought back by its restart policy
+    (a crash); False when it stays down (`docker stop`, policy `no`)."""
+    import time
+
+    deadline = time.monotonic() + settle_s
+    while True:
+        container.reload()
+        state = container.attrs["State"]
+        if state.get("Restarting") or state.get("Running"):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
+
+
+def main_pid(container) -> int:
+    """The container's main process as the host sees it (`docker inspect -f {{.State.Pid}}`)."""
+    container.reload()
+    return int(container.attrs["State"]["Pid"])
+
+
+def restart_count(container) -> int:
+    return int(container.attrs.get("RestartCount", 0))
 
 
 def host_network(container) -> bool:

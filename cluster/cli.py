@@ -71,14 +71,17 @@ def down(name: Annotated[str, typer.Option()] = "onenode"):
 @cluster_app.command("status")
 def status(name: Annotated[str, typer.Option()] = "onenode",
            as_json: Annotated[bool, typer.Option("--json")] = False):
-    """Nodes, IPs, roles, liveness, CPUs/GPUs and Ray version."""
-    from cluster.status import cluster_status, render
+    """Nodes, IPs, roles, liveness, restarts, CPUs/GPUs, Ray version and the API server's
+    state."""
+    from cluster.status import cluster_status, render, serving_state
 
-    rows = cluster_status(name)
+    rows, serving = cluster_status(name), serving_state(name)
+    for row in rows:  # the API server runs on the head
+        row["serving"] = serving if row["role"] == "head" else None
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
     else:
-        render(rows)
+        render(rows, serving)
 
 
 @image_app.command("build")
@@ -129,6 +132,21 @@ def serve_stop(name: Annotated[str, typer.Option()] = "onenode"):
     from cluster.serve import stop_serving
 
     stop_serving(name)
+
+
+@cluster_app.command("logs")
+def logs(name: Annotated[str, typer.Option()] = "onenode",
+         follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing new lines "
+                                                                     "(Ctrl-C ends)")] = False,
+         tail: Annotated[int, typer.Option(help="lines of history to print first")] = 200):
+    """The API server's log (a file in the head container that survives its restarts), with
+    secrets masked."""
+    from cluster.logs import serve_logs
+
+    try:
+        serve_logs(name, follow, tail)
+    except KeyboardInterrupt:
+        pass
 
 
 @cluster_app.command("healthcheck")

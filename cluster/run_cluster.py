@@ -9,6 +9,7 @@ import os
 import shlex
 import signal
 import sys
+import time
 
 from cluster import backend
 from cluster.api_key import SERVE_HOST, SERVE_PORT
@@ -58,8 +59,8 @@ def run(argv: list[str]) -> int:
 
 def dry_run(args) -> dict:
     """What `run_cluster` would pass to docker-py, touching no Docker: `containers.run` kwargs
-    (and the `exec_run` of --serve). Secret-named env values are masked; a missing head token is
-    generated only at the real start."""
+    (and, with --serve, the command the head's supervisor runs). Secret-named env values are
+    masked; a missing head token is generated only at the real start."""
     spec = resolve_spec(args, dict(os.environ), create_token=False)
     kwargs = backend.run_kwargs(spec)
     # Paths to secret files (RAY_AUTH_TOKEN_PATH, ONENODE_API_KEY_FILE) are shown, values not.
@@ -67,29 +68,26 @@ def dry_run(args) -> dict:
                              for k, v in kwargs["environment"].items()}
     out = {"containers.run": kwargs}
     if args.serve:
-        cmd, env = serve_exec(args)
-        out["exec_run"] = {"container": spec.name, "cmd": cmd, "environment": env,
-                           "detach": True}
+        out["exec_run"] = {"container": spec.name, "cmd": ["onenode", "serve", *serve_args(args)],
+                           "supervised": True}
     return out
 
 
-def serve_exec(args) -> tuple[list[str], dict[str, str]]:
-    """`--serve MODEL`: the head also runs `onenode serve` (log: /tmp/onenode-serve.log). The key,
-    if any, is read by the server from the mounted file the container env names."""
-    from cluster.serve import LOG
-
-    cmd = ["python", "-m", "cluster.detached", LOG, "onenode", "serve", args.serve,
-           "--host", SERVE_HOST, "--port", str(SERVE_PORT), *shlex.split(args.serve_args)]
-    # Workers usually join after the head: let the engine wait for them for up to 10 minutes.
-    return cmd, {"ONENODE_RAY_WAIT_S": "600"}
+def serve_args(args) -> list[str]:
+    """`--serve MODEL`: the `onenode serve` arguments the head's supervisor runs (and re-runs
+    after a restart of the container). The key, if any, is read by the server from the mounted
+    file the container env names."""
+    return [args.serve, "--host", SERVE_HOST, "--port", str(SERVE_PORT),
+            *shlex.split(args.serve_args)]
 
 
 def _start_serving(container, args) -> None:
-    """The engine waits for the devices it needs through Ray, like `onenode cluster serve`."""
-    from cluster.serve import LOG
+    """The server runs under the container's supervisor, so it comes back when the head
+    container restarts; the engine waits (up to 10 minutes) for the devices it needs through
+    Ray, like `onenode cluster serve`."""
+    from cluster.serve import LOG, set_serve_config
 
-    cmd, env = serve_exec(args)
-    backend.exec_detached(backend.client(), container.name, cmd, env)
+    set_serve_config(backend.client(), container.name, serve_args(args))
     step(f"started `onenode serve {args.serve}` in {container.name} on port 8000; "
          f"log: docker exec {container.name} tail -f {LOG}")
 
@@ -100,10 +98,15 @@ def _follow(name: str, secrets: list[str]) -> int:
         container = backend.get(c, name)
         secrets = secrets + secret_values(backend.container_env(container))
         step(f"{name} is ready; following its logs (Ctrl-C stops and removes it)")
-        for chunk in backend.follow_logs(container):
-            sys.stdout.write(mask_text(chunk.decode(errors="replace"), secrets))
-            sys.stdout.flush()
-        container.reload()
+        since = None
+        while True:
+            for chunk in backend.follow_logs(container, since):
+                sys.stdout.write(mask_text(chunk.decode(errors="replace"), secrets))
+                sys.stdout.flush()
+            since = int(time.time())
+            if not backend.restarting(container):  # exited for good (`docker stop`, no policy)
+                break
+            step(f"{name} exited; its restart policy brings it back (Ctrl-C removes it)")
         code = int(container.attrs["State"].get("ExitCode", 1))
     except KeyboardInterrupt:
         step(f"stopping and removing {name}")

@@ -2,10 +2,12 @@
 
 Waits (bounded) until the Ray cluster has the devices T x P needs, checks the model is at the same
 path on every node (naming the nodes that lack it), refuses an API reachable beyond loopback
-without a key, starts `onenode serve` in the head, and waits until the API answers on the host's
-loopback port published at `cluster up`. Secrets are masked in everything it prints.
+without a key, stores the serve config in the head container (its supervisor starts `onenode
+serve` from it, now and after every restart of the container), and waits until the API answers on
+the host's loopback port published at `cluster up`. Secrets are masked in everything it prints.
 """
 
+import json
 import threading
 import time
 import urllib.error
@@ -15,11 +17,42 @@ from cluster import api_key, backend
 from cluster.api_key import SERVE_HOST, SERVE_PORT
 from cluster.progress import step
 from cluster.status import cluster_status
+from cluster.supervisor import CONFIG_ENV, SERVE_CONFIG, SERVE_LOG
 from onenode import names
 from onenode.errors import ClusterError
 from onenode.secrets import mask_text, secret_values
 
-LOG = "/tmp/onenode-serve.log"
+LOG = SERVE_LOG
+START_GRACE_S = 10  # the supervisor starts the server a second or two after the config appears
+
+
+def api_key_to_env(args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """`--api-key KEY` becomes ONENODE_API_KEY (which `onenode serve` reads), so the key is never
+    in the server's argv (`ps` in the container)."""
+    out, env, rest = [], {}, list(args)
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--api-key" and rest:
+            env["ONENODE_API_KEY"] = rest.pop(0)
+        elif arg.startswith("--api-key="):
+            env["ONENODE_API_KEY"] = arg.split("=", 1)[1]
+        else:
+            out.append(arg)
+    return out, env
+
+
+def set_serve_config(c, head: str, args: list[str], env: dict[str, str] | None = None) -> None:
+    """Store the serve config in the head container, where its supervisor (the container's main
+    process) starts the server from it now and after every restart of the container. The config
+    travels through the exec's environment, not its argv (it may hold the API key)."""
+    args, key_env = api_key_to_env(args)
+    config = json.dumps({"args": args, "env": {**(env or {}), **key_env}})
+    code, out = backend.exec_in(c, head, ["python", "-m", "cluster.supervisor", "--set-serve"],
+                                env={CONFIG_ENV: config})
+    if code != 0:
+        raise ClusterError(f"could not store the serve config in {head}: {out.strip()[-300:]}; "
+                           f"recreate the cluster with this onenode version (`onenode cluster "
+                           f"up --replace`)")
 
 
 def parallel_sizes(serve_args: list[str]) -> int:
@@ -69,10 +102,11 @@ def cluster_serve(model: str, serve_args: list[str], name: str = "onenode", port
         _wait_healthy(c, head, url, timeout, secrets)
         return url
     backend.exec_in(c, head, ["rm", "-f", LOG])
-    cmd = ["python", "-m", "cluster.detached", LOG, "onenode", "serve", model,
-           "--host", SERVE_HOST, "--port", str(SERVE_PORT), *serve_args]
-    backend.exec_detached(c, head, cmd)
-    step(f"starting `onenode serve {model}` in {head}; logs: docker exec {head} cat {LOG}")
+    set_serve_config(c, head, [model, "--host", SERVE_HOST, "--port", str(SERVE_PORT),
+                               *serve_args])
+    step(f"starting `onenode serve {model}` in {head} under its supervisor (it comes back with "
+         f"the container); logs: onenode cluster logs --follow"
+         + ("" if name == "onenode" else f" --name {name}"))
     stop = threading.Event()
     threading.Thread(target=_stream_log, args=(c, head, stop, secrets), daemon=True).start()
     try:
@@ -80,10 +114,11 @@ def cluster_serve(model: str, serve_args: list[str], name: str = "onenode", port
         step(f"serving at {url}/v1 (stop: onenode cluster serve-stop"
              + ("" if name == "onenode" else f" --name {name}") + ")")
         if not detach:
-            while _alive(c, head):
+            while _configured(c, head):
                 time.sleep(2)
-    except KeyboardInterrupt:
-        stop_serving(name)
+    except (KeyboardInterrupt, ClusterError):
+        stop_serving(name)  # a server that cannot start must not be restarted forever
+        raise
     finally:
         stop.set()
     return url
@@ -111,20 +146,33 @@ def check_key(c, head: str, serve_args: list[str], allow_unauthenticated: bool) 
     return secrets
 
 
+def _configured(c, head: str) -> bool:
+    """While the serve config exists the supervisor keeps the server up (through restarts)."""
+    import docker
+
+    try:
+        return backend.exec_in(c, head, ["test", "-e", SERVE_CONFIG])[0] == 0
+    except ClusterError:  # the container is gone (`cluster down`)
+        return False
+    except docker.errors.APIError:  # the container is restarting: it will serve again
+        return True
+
+
 def _wait_healthy(c, head: str, url: str, timeout: float, secrets: list[str]) -> None:
-    deadline = time.monotonic() + timeout
+    start = time.monotonic()
+    deadline = start + timeout
     while time.monotonic() < deadline:
         try:
             if urllib.request.urlopen(f"{url}/health", timeout=5).status == 200:
                 return
         except (urllib.error.URLError, ConnectionError, OSError):
             pass
-        if not _alive(c, head):
+        if time.monotonic() - start >= START_GRACE_S and not _alive(c, head):
             tail = " | ".join(backend.logs_of_file(c, head, LOG).strip().splitlines()[-3:])
             raise ClusterError(f"onenode serve exited in {head}: {mask_text(tail, secrets)[:400]}")
         time.sleep(2)
     raise ClusterError(f"the server did not answer {url}/health within {timeout:.0f}s; see "
-                       f"`docker exec {head} cat {LOG}`")
+                       f"`onenode cluster logs` (docker exec {head} cat {LOG})")
 
 
 def _alive(c, head: str) -> bool:
@@ -139,5 +187,8 @@ def _stream_log(c, head: str, stop: threading.Event, secrets: list[str]) -> None
 
 
 def stop_serving(name: str = "onenode") -> None:
+    """Remove the serve config first, so the supervisor does not start the server again."""
     c = backend.client()
-    backend.exec_in(c, names.head_container(name), ["pkill", "-TERM", "-f", "onenode serve"])
+    head = names.head_container(name)
+    backend.exec_in(c, head, ["python", "-m", "cluster.supervisor", "--clear-serve"])
+    backend.exec_in(c, head, ["pkill", "-TERM", "-f", "onenode serve"])

@@ -92,6 +92,13 @@ def ray_command(args: RunClusterArgs, node_ip: str | None) -> tuple[str, ...]:
     return tuple(cmd + ["--disable-usage-stats", "--block"])
 
 
+def node_command(args: RunClusterArgs, node_ip: str | None) -> tuple[str, ...]:
+    """The container's main process is the supervisor (cluster/supervisor.py) around `ray start`:
+    a restarted worker waits for the head before joining; the head keeps the API server up."""
+    own = ["--serve"] if args.role == "head" else ["--wait-for", f"{args.head_ip}:{GCS_PORT}"]
+    return ("python", "-m", "cluster.supervisor", *own, "--", *ray_command(args, node_ip))
+
+
 # Ray's defaults notice a dead node after ~30 s; an engine should fail faster than that.
 HEAD_HEALTH_ENV = {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "1000",
                    "RAY_health_check_failure_threshold": "3"}
@@ -121,7 +128,7 @@ def build_spec(args: RunClusterArgs, env: dict[str, str], node_ip: str | None,
     labels = tuple(_user_labels(args.labels)) + ((LABEL_CLUSTER, args.cluster_name),
                                                  (LABEL_ROLE, args.role))
     spec = ContainerSpec(
-        name=container_name(args, node_ip), image=args.image, command=ray_command(args, node_ip),
+        name=container_name(args, node_ip), image=args.image, command=node_command(args, node_ip),
         env=tuple(sorted(env.items())), mounts=tuple(mounts), labels=labels,
         ports=tuple(ports) + tuple(dv.publish(p) for p in args.publish),
         **_docker_options(args, gpus))

@@ -38,7 +38,7 @@ def cluster_status(name: str) -> list[dict]:
                      "container": x.status,
                      "alive": x.status == "running" and bool(ray_node.get("alive")),
                      "cpus": ray_node.get("cpus", 0), "gpus": ray_node.get("gpus", 0),
-                     "ray_version": view["version"]})
+                     "ray_version": view["version"], "restarts": backend.restart_count(x)})
     return rows
 
 
@@ -46,18 +46,48 @@ def _env_ip(container) -> str | None:
     return backend.container_env(container).get("VLLM_HOST_IP")
 
 
-def render(rows: list[dict]) -> None:
+def render(rows: list[dict], serving: str | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title="onenode cluster")
-    for col in ("node", "ip", "role", "alive", "CPUs", "GPUs", "ray"):
+    for col in ("node", "ip", "role", "alive", "restarts", "CPUs", "GPUs", "ray"):
         table.add_column(col, no_wrap=True)
     for r in rows:
         alive = "[green]yes[/]" if r["alive"] else f"[red]no[/] ({r['container']})"
-        table.add_row(r["name"], r["ip"] or "-", r["role"] or "-", alive, f"{r['cpus']:g}",
+        table.add_row(r["name"], r["ip"] or "-", r["role"] or "-", alive, str(r["restarts"]),
+                      f"{r['cpus']:g}",
                       f"{r['gpus']:g}", r["ray_version"] or "-")
     console = Console()
     if not console.is_terminal:
         console = Console(width=120)  # logs and CI: do not squeeze the table to 80 columns
     console.print(table)
+    if serving is not None:
+        console.print(f"API server: {serving}")
+
+
+# Asked from inside the head (loopback there): the answer of the server's /health and its reason.
+HEALTH_SNIPPET = (
+    "import urllib.request, urllib.error\n"
+    "try:\n print(urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=5).status)\n"
+    "except urllib.error.HTTPError as e:\n print(e.code, e.read().decode()[:300])\n"
+    "except OSError:\n print(0)\n")
+
+
+def serving_state(name: str) -> str | None:
+    """`serving`, `not serving` or the 503 reason (degraded / recovering); None without a head."""
+    c = backend.client()
+    head = next((x for x in backend.list_cluster(c, name)
+                 if x.labels.get(LABEL_ROLE) == "head" and x.status == "running"), None)
+    if head is None:
+        return None
+    code, out = backend.exec_in(c, head.name, ["python", "-c", HEALTH_SNIPPET])
+    status, _, body = out.strip().partition(" ")
+    if code != 0 or status == "0":
+        return "not serving"
+    if status == "200":
+        return "serving"
+    try:
+        return json.loads(body)["error"]["message"]
+    except (ValueError, KeyError):
+        return f"unhealthy (HTTP {status})"

@@ -30,5 +30,6 @@ curl -sS "http://127.0.0.1:$PORT/v1/chat/completions" -H 'Content-Type: applicat
   | .venv/bin/python -c 'import json,sys; r=json.load(sys.stdin); print("answer:", r["choices"][0]["message"]["content"])'
 
 echo
-echo "The cluster keeps running: try \`docker exec onenode-head ray status\`, \`$ON cluster status\`,"
+echo "The cluster keeps running and heals itself (a crashed node restarts, the engine rebuilds):"
+echo "try \`docker exec onenode-head ray status\`, \`$ON cluster status\`, \`$ON cluster logs\`,"
 echo "or the OpenAI client at http://127.0.0.1:$PORT/v1. Remove it with: $ON cluster down"

@@ -8,11 +8,12 @@ from the downward API as VLLM_HOST_IP, which Kubernetes substitutes into `$(VLLM
 commands (the #7815 fix: Ray's node IP and vLLM's host IP are one value).
 """
 
+import dataclasses
 import shlex
 
 from cluster.args import RunClusterArgs
 from cluster.k8s.layout import K8sLayout
-from cluster.spec import TOKEN_MOUNT, ContainerSpec, build_spec
+from cluster.spec import TOKEN_MOUNT, ContainerSpec, build_spec, ray_command
 from onenode.paths import CONTAINER_HF_HOME
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -32,9 +33,11 @@ def node_spec(layout: K8sLayout, role: str, head_address: str,
     if layout.ib:
         args.devices, args.cap_add = ["/dev/infiniband"], ["IPC_LOCK"]
         args.ulimits = ["memlock=-1"]  # a container runtime setting in Kubernetes: see the docs
-    return build_spec(args, dict(layout.env), node_ip=POD_IP,
+    spec = build_spec(args, dict(layout.env), node_ip=POD_IP,
                       token_file=f"secret:{layout.ray_token_secret}",
                       gpus=str(layout.gpus_per_node))
+    # Kubernetes restarts pods itself: `ray start` runs bare, not under the Docker supervisor.
+    return dataclasses.replace(spec, command=ray_command(args, POD_IP))
 
 
 def env(spec: ContainerSpec, layout: K8sLayout, serving: bool = False) -> list[dict]:

@@ -16,8 +16,8 @@ from engine.core.engine_setup import EngineSetup
 from engine.core.output_processor import OutputProcessor, RequestState
 from engine.core.scheduler import Scheduler
 from engine.core.sequence import Sequence
-from engine.generation_config import default_sampling_values
 from engine.core.structured_output import StructuredOutputManager
+from engine.generation_config import default_sampling_values
 from engine.outputs import CompletionOutput, RequestOutput
 from engine.sampling_params import SamplingParams
 from engine.tokenizer import load_tokenizer

@@ -7,6 +7,7 @@ shut the engine and its workers down.
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -34,6 +35,7 @@ from engine.entrypoints.openai_protocol import (
     TokenizeResponse,
 )
 from engine.entrypoints.openai_serving import OpenAIServing
+from engine.entrypoints.recovery import EngineState
 from engine.entrypoints.server_config import ServerConfig
 from engine.entrypoints.stats_log import StatsLogger
 from engine.logger import init_logger
@@ -98,8 +100,8 @@ def _open_routes(app: FastAPI, async_engine: AsyncEngine, serving: OpenAIServing
     async def health():
         if async_engine.alive:
             return Response(status_code=200)
-        return error_response(503, f"the engine is dead ({async_engine.dead}); restart "
-                                   f"`onenode serve`", code="engine_dead")
+        err = unavailable(async_engine)
+        return error_response(err.status, err.message, code=err.code, headers=err.headers)
 
     @app.get("/metrics")
     async def metrics():
@@ -149,8 +151,7 @@ async def _respond(serving: OpenAIServing, raw: Request, work):
     """Runs a handler, cancelling it (which aborts its engine requests) if the client leaves."""
     if not serving.async_engine.alive:
         work.close()
-        raise ApiError(503, f"the engine is dead ({serving.async_engine.dead}); restart "
-                            f"`onenode serve`", code="engine_dead")
+        raise unavailable(serving.async_engine)
     task = asyncio.ensure_future(work)
     watch = asyncio.ensure_future(_client_gone(raw))
     try:
@@ -169,15 +170,25 @@ async def _respond(serving: OpenAIServing, raw: Request, work):
     return JSONResponse(result.model_dump())
 
 
+def unavailable(async_engine: AsyncEngine) -> ApiError:
+    """503 while the engine is not serving: with Retry-After while it rebuilds itself."""
+    recovery = async_engine.recovery
+    if recovery.state in (EngineState.DEGRADED, EngineState.RECOVERING):
+        return ApiError(503, recovery.describe(), code="engine_recovering",
+                        headers={"Retry-After": str(recovery.config.retry_after_s)})
+    return ApiError(503, f"the engine is dead ({async_engine.dead}); restart `onenode serve`",
+                    code="engine_dead")
+
+
 async def _client_gone(raw: Request) -> None:
     while (await raw.receive())["type"] != "http.disconnect":
         pass
 
 
 def run_server(engine_config: EngineConfig, server: ServerConfig | None = None) -> None:
-    """Load the engine, serve until Ctrl-C / SIGTERM, then stop the engine and its workers."""
-    import uvicorn
-
+    """Load the engine, serve until Ctrl-C / SIGTERM (streams in flight drain for up to
+    --shutdown-timeout seconds), then stop the engine and its workers. Exits non-zero when the
+    engine failed and could not recover, so an outer supervisor restarts the server."""
     from engine.core.engine import LLMEngine
 
     server = server or ServerConfig()
@@ -188,24 +199,64 @@ def run_server(engine_config: EngineConfig, server: ServerConfig | None = None) 
     # SIGTERM while the model loads must still run the cleanup below (workers are processes).
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     engine = LLMEngine(engine_config)
-    async_engine = AsyncEngine(engine)
+    box: dict = {}
+    async_engine = AsyncEngine(engine, rebuilder=EngineRebuilder(engine_config, engine.backend),
+                               recovery=server.recovery_config(),
+                               on_failed=lambda: _stop_failed(box))
     try:
         name = server.served_model_name or engine_config.model
         app = build_app(async_engine, name, engine_config.model, server=server)
-        config = uvicorn.Config(app, host=host, port=port, log_level=server.uvicorn_log_level,
-                                root_path=server.root_path or "", timeout_graceful_shutdown=3)
-        _attach_filter(secrets_filter)  # uvicorn.Config just (re)built its handlers
-        server = uvicorn.Server(config)
+        box["server"] = _server(app, server, secrets_filter)
         log.info("serving '%s' (%s backend, %d KV blocks) at http://%s:%d/v1 -- health at "
                  "/health, metrics at /metrics%s", name, getattr(engine, "backend", "?"),
                  engine.num_blocks, host, port, ", API key required" if api_key else "")
-        server.run()
+        box["server"].run()
     except KeyboardInterrupt:
         pass
     finally:
         async_engine.shutdown()
         signal.signal(signal.SIGTERM, previous)
         log.info("engine shut down")
+    if box.get("failed"):
+        log.error("exiting: %s", async_engine.recovery.reason)
+        raise SystemExit(1)
+
+
+def _server(app, server: ServerConfig, secrets_filter):
+    import uvicorn
+
+    # On SIGTERM uvicorn stops accepting, lets responses in flight (streams) finish for up to
+    # timeout_graceful_shutdown seconds, then run_server stops the workers.
+    config = uvicorn.Config(app, host=server.host, port=server.port,
+                            log_level=server.uvicorn_log_level, root_path=server.root_path or "",
+                            timeout_graceful_shutdown=server.shutdown_timeout)
+    _attach_filter(secrets_filter)  # uvicorn.Config just (re)built its handlers
+    return uvicorn.Server(config)
+
+
+def _stop_failed(box: dict) -> None:
+    box["failed"] = True
+    if "server" in box:
+        box["server"].should_exit = True
+
+
+class EngineRebuilder:
+    """What recovery needs from the engine side: wait until the devices are back, build anew
+    with the same backend as the first time."""
+
+    def __init__(self, config: EngineConfig, backend: str):
+        self.config = dataclasses.replace(config, distributed_executor_backend=backend)
+
+    def wait_for_devices(self, timeout_s: float) -> None:
+        if self.config.distributed_executor_backend == "ray":
+            from engine.executor.ray import wait_for_devices
+
+            wait_for_devices(self.config, timeout_s)
+
+    def build(self):
+        from engine.core.engine import LLMEngine
+
+        return LLMEngine(self.config)
 
 
 def _raise_interrupt(signum, frame):

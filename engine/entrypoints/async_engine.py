@@ -3,7 +3,8 @@
 LLMEngine is not thread-safe, so only the engine thread ever calls add/abort/step; the event loop
 talks to it through a command queue and receives each request's outputs on its own asyncio queue
 (via `loop.call_soon_threadsafe`). When the engine dies every waiting request gets the error, so
-nothing hangs, and `dead` makes /health answer 503.
+nothing hangs, and `dead` makes /health answer 503; with a rebuilder the same thread then rebuilds
+the engine (recovery.py) and serves again.
 """
 
 import asyncio
@@ -14,6 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from engine.entrypoints.recovery import Recovery, RecoveryConfig, rebuild
 from engine.outputs import RequestOutput
 from engine.sampling_params import SamplingParams
 from onenode.errors import EngineDeadError
@@ -41,10 +43,18 @@ def _deliver(items) -> None:
 
 
 class AsyncEngine:
-    def __init__(self, engine, health_interval_s: float = 1.0):
+    """`rebuilder` (wait_for_devices(timeout_s), build() -> LLMEngine) turns recovery on: after a
+    failure the engine thread rebuilds the engine (recovery.py) instead of staying dead;
+    `on_failed` is called once when the engine is dead for good."""
+
+    def __init__(self, engine, health_interval_s: float = 1.0, rebuilder=None,
+                 recovery: RecoveryConfig | None = None, on_failed=None):
         self.engine = engine
         self.health_interval_s = health_interval_s
         self.dead: str | None = None
+        self.recovery = Recovery(recovery or RecoveryConfig(enabled=rebuilder is not None))
+        self._rebuilder, self._on_failed = rebuilder, on_failed
+        self._stopping = threading.Event()
         self.stats: dict = dict(engine.stats())
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
         self._streams: dict[str, _Stream] = {}
@@ -92,18 +102,34 @@ class AsyncEngine:
 
     def shutdown(self, timeout_s: float = 30.0) -> None:
         """Stop the loop, fail waiting requests, then shut the engine (and its workers) down."""
+        self._stopping.set()
         self._commands.put(_STOP)
         self._thread.join(timeout_s)
-        self.engine.shutdown()
+        if self.engine is not None:
+            self.engine.shutdown()
 
     # ---- engine-thread side ----------------------------------------------------------------
     def _run(self) -> None:
+        while True:
+            failure = self._serve()
+            if failure is None:
+                self._close(EngineDeadError("the server is shutting down"))
+                return
+            self.recovery.fail(str(failure))  # first: /health must never read "dead" in between
+            self._close(failure)  # requests in flight and queued get the error now
+            if not self._recover():
+                if self._on_failed is not None and not self._stopping.is_set():
+                    self._on_failed()
+                return
+
+    def _serve(self) -> EngineDeadError | None:
+        """The engine loop; returns the failure that ended it, None when asked to stop."""
         last_check = time.monotonic()
         try:
             while True:
                 busy = self.engine.has_unfinished_requests()
                 if not self._drain(block=not busy):
-                    break
+                    return None
                 if self.engine.has_unfinished_requests():
                     self._step()
                 elif time.monotonic() - last_check >= self.health_interval_s:
@@ -111,9 +137,28 @@ class AsyncEngine:
                     self._check_health()
         except BaseException as exc:
             log.error("engine loop died: %s", exc, exc_info=not isinstance(exc, EngineDeadError))
-            self._close(exc if isinstance(exc, EngineDeadError) else EngineDeadError(str(exc)))
-        else:
-            self._close(EngineDeadError("the server is shutting down"))
+            return exc if isinstance(exc, EngineDeadError) else EngineDeadError(str(exc))
+
+    def _recover(self) -> bool:
+        """Rebuild the engine (recovery.py); True once it serves again."""
+        if not self.recovery.config.enabled or self._rebuilder is None:
+            return False
+        old, self.engine = self.engine, None
+        try:
+            old.shutdown()  # kill what is left of the old workers and free their devices
+        except Exception as exc:  # noqa: BLE001 - half-dead workers may fail to stop cleanly
+            log.warning("stopping the old workers failed (%s); rebuilding anyway", exc)
+        engine = rebuild(self.recovery, self._rebuilder.wait_for_devices, self._rebuilder.build,
+                         self._stopping.is_set)
+        if engine is None:
+            return False
+        if self._stopping.is_set():
+            engine.shutdown()
+            return False
+        self.engine, self.stats = engine, dict(engine.stats())
+        with self._lock:
+            self.dead = None
+        return True
 
     def _drain(self, block: bool) -> bool:
         """Apply queued commands; returns False on stop. Idle: wait for work or a health tick."""

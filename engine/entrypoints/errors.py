@@ -28,7 +28,7 @@ class ApiError(Exception):
                  code: str | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.message, self.param, self.code = status, message, param, code
-        self.headers = headers
+        self.headers = headers  # e.g. Retry-After while the engine rebuilds itself
 
 
 def error_body(status: int, message: str, param: str | None = None,

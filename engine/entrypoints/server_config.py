@@ -46,6 +46,14 @@ class ServerConfig:
     max_prompts_per_request: int = option(1024, range=(1, None))
     max_stop_strings: int = option(64, range=(1, None))
     max_messages: int = option(2048, range=(1, None), help="chat messages per request")
+    recovery_timeout: float = option(
+        300.0, range=(1, None),
+        help="seconds to rebuild the engine after a rank dies; then exit non-zero")
+    recovery: bool = option(
+        True, flags=("--recovery/--no-recovery",),
+        help="rebuild the engine after a rank dies (--no-recovery: stay dead, /health 503)")
+    shutdown_timeout: float = option(
+        30.0, range=(0, None), help="on SIGTERM, seconds to let streams in flight finish")
 
     def __post_init__(self):
         check_ranges(self)
@@ -54,6 +62,11 @@ class ServerConfig:
                               f"{', '.join(LOG_LEVELS)}")
         if any(not k for k in self.api_key):
             raise ConfigError("api_key must not be empty; give the key or leave it unset")
+
+    def recovery_config(self):
+        from engine.entrypoints.recovery import RecoveryConfig
+
+        return RecoveryConfig(enabled=self.recovery, timeout_s=self.recovery_timeout)
 
     def api_keys(self) -> tuple[str, ...]:
         """Every accepted key: --api-key / VLLM_API_KEY / ONENODE_API_KEY and --api-key-file."""

@@ -13,6 +13,25 @@ from engine.executor.ray_inventory import connect, device_kind, stop_local, wait
 from onenode.errors import ClusterError, EngineDeadError, ResourceError
 
 WAIT_S = float(os.environ.get("ONENODE_RAY_WAIT_S", "30"))
+# Pessimistic device speeds for the step timeout: a step slower than this is a hung rank.
+_FLOOR_FLOPS = {"CPU": 1e10, "GPU": 1e12}
+
+
+def step_timeout_s(num_params: int, num_tokens: int, kind: str) -> float:
+    """How long a step may take before it counts as a hung rank (the engine then recovers or
+    fails): 60 s plus the step's FLOPs (2 x params x tokens) at a pessimistic device speed.
+    ONENODE_STEP_TIMEOUT_S overrides it."""
+    override = os.environ.get("ONENODE_STEP_TIMEOUT_S")
+    if override:
+        return float(override)
+    return 60.0 + 2.0 * num_params * max(1, num_tokens) / _FLOOR_FLOPS[kind]
+
+
+def wait_for_devices(config, timeout_s: float) -> None:
+    """Recovery: block (bounded) until the Ray cluster again has the devices TP x PP needs."""
+    connect()
+    wait_for_placement(config.tensor_parallel_size, config.pipeline_parallel_size,
+                       device_kind(config.device), timeout_s)
 
 
 class RayWorkerWrapper:
@@ -42,18 +61,23 @@ class RayWorkerWrapper:
 
 
 class _RayFuture(RpcFuture):
-    def __init__(self, executor: "RayExecutor", refs: list):
-        self.executor, self.refs = executor, refs
+    def __init__(self, executor: "RayExecutor", refs: list, timeout_s: float | None = None):
+        self.executor, self.refs, self.timeout_s = executor, refs, timeout_s
 
     def result(self):
         import ray
 
         try:
-            return ray.get(self.refs)
+            return ray.get(self.refs, timeout=self.timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            # A hung rank (frozen node, stuck collective) must not hang the server forever.
+            self.executor.dead = (f"a step did not return within {self.timeout_s:.0f}s (a rank "
+                                  f"hangs; set ONENODE_STEP_TIMEOUT_S if steps are this slow)")
+            raise EngineDeadError(self.executor.dead) from None
         except (ray.exceptions.RayActorError, ray.exceptions.ActorDiedError) as exc:
             self.executor.dead = (f"a ray worker died ({type(exc).__name__}: "
                                   f"{str(exc).splitlines()[0][:200]}); a node may be down — check "
-                                  f"`ray status` and restart the engine")
+                                  f"`ray status`")
             raise EngineDeadError(self.executor.dead) from None
         except ray.exceptions.RayTaskError as exc:
             cause = exc.cause if getattr(exc, "cause", None) else exc
@@ -67,6 +91,8 @@ class RayExecutor(Executor):
         super().__init__(config, partition)
         self.dead: str | None = None
         self.actors, self.pg = [], None
+        self.num_params = source.model_config.num_params if source is not None else 10**9
+        self.kind = "CPU"
         ray = connect()
         try:
             self._create_actors(ray)
@@ -81,7 +107,7 @@ class RayExecutor(Executor):
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         cfg = self.config
-        kind = device_kind(cfg.device)
+        kind = self.kind = device_kind(cfg.device)
         ips = wait_for_placement(cfg.tensor_parallel_size, cfg.pipeline_parallel_size, kind, WAIT_S)
         bundles = [{kind: 1.0, f"node:{ip}": 0.001} for ip in ips]
         self.pg = placement_group(bundles, strategy="PACK")
@@ -120,7 +146,12 @@ class RayExecutor(Executor):
         if self.dead:
             raise EngineDeadError(self.dead)
         kw = kwargs or {}
-        return _RayFuture(self, [a.execute_method.remote(method, *args, **kw) for a in self.actors])
+        refs = [a.execute_method.remote(method, *args, **kw) for a in self.actors]
+        # Only steps are bounded: loading weights legitimately takes minutes.
+        timeout = None
+        if method == "execute_model":
+            timeout = step_timeout_s(self.num_params, args[0].num_tokens, self.kind)
+        return _RayFuture(self, refs, timeout)
 
     def check_health(self) -> None:
         """Cheap enough for /health: Ray's view of the nodes that host our ranks (a ping would
@@ -135,8 +166,8 @@ class RayExecutor(Executor):
                       and not any(m["Alive"] and m["NodeManagerAddress"] == n["NodeManagerAddress"]
                                   for m in ray.nodes()))
         if gone:
-            self.dead = (f"Ray node(s) {', '.join(gone)} hosting engine workers died; "
-                         f"restart the node(s) with run_cluster, then the engine")
+            self.dead = (f"Ray node(s) {', '.join(gone)} hosting engine workers died; a "
+                         f"crashed node restarts by itself, a stopped one needs `docker start`")
             raise EngineDeadError(self.dead)
 
     def shutdown(self) -> None:

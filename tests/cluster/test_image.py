@@ -12,7 +12,6 @@ from cluster import image, lock
 from onenode.errors import ConfigError
 
 
-
 def test_variants_are_named_and_their_files_exist():
     with pytest.raises(ConfigError, match="cpu, cuda"):
         image.get_variant("rocm")

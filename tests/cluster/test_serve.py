@@ -3,6 +3,7 @@
 import pytest
 
 from cluster import serve
+from cluster.serve import api_key_to_env, parallel_sizes
 from onenode.errors import ClusterError, ConfigError
 
 KEY = "sk-cluster-serve-5e2a"
@@ -52,10 +53,11 @@ def test_key_file_content_and_secret_env_are_masked(head, capsys):
     assert set(secrets) == {KEY, "hf_abcdef"}  # paths to secret files are no secrets
 
 
-def test_error_tail_masks_the_key(head):
+def test_error_tail_masks_the_key(head, monkeypatch):
     head(env={"ONENODE_API_KEY_FILE": "/run/onenode/api_key"},
          log=f"loading\nbad key {KEY} here\nexit")
     secrets = serve.check_key(None, "h", [], False)
+    monkeypatch.setattr(serve, "START_GRACE_S", 0)
     with pytest.raises(ClusterError) as err:
         serve._wait_healthy(None, "h", "http://127.0.0.1:1", 5, secrets)
     assert KEY not in str(err.value) and "bad key *** here" in str(err.value)
@@ -73,3 +75,14 @@ def test_streamed_log_is_masked(monkeypatch, capsys):
 def test_allow_unauthenticated_warns(head, capsys):
     head()
     assert serve.check_key(None, "h", [], True) == []
+
+
+def test_api_key_leaves_argv_for_the_env():
+    args, env = api_key_to_env(["/m", "--api-key", "sk-1", "-pp", "3"])
+    assert args == ["/m", "-pp", "3"] and env == {"ONENODE_API_KEY": "sk-1"}
+    assert api_key_to_env(["/m", "--api-key=sk-2"]) == (["/m"], {"ONENODE_API_KEY": "sk-2"})
+    assert api_key_to_env(["/m"]) == (["/m"], {})
+
+
+def test_parallel_sizes_multiplies_tp_and_pp():
+    assert parallel_sizes(["-tp", "2", "--pipeline-parallel-size=3"]) == 6

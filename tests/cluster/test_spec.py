@@ -17,6 +17,10 @@ def spec_for(argv, env=None, token="/tok", gpus=None):
     return args, build_spec(args, resolved, ip, token, gpus)
 
 
+def ray_argv(spec):
+    return spec.command[spec.command.index("--") + 1:]
+
+
 def test_vllm_argument_order_and_defaults():
     args, spec = spec_for(BASE)
     assert (args.image, args.head_ip, args.role, args.hf_home) == \
@@ -25,8 +29,9 @@ def test_vllm_argument_order_and_defaults():
     assert spec.shm_size == int(10.24 * 2**30)
     assert spec.mounts[0].source == "/data/hf"
     assert spec.mounts[0].target == "/root/.cache/huggingface"
-    assert spec.command[:5] == ("ray", "start", "--head", "--port", "6379")
+    assert ray_argv(spec)[:5] == ("ray", "start", "--head", "--port", "6379")
     assert spec.command[-1] == "--block"
+    assert spec.restart == ("unless-stopped", 0)
 
 
 def test_every_docker_option_maps_into_the_spec():
@@ -48,7 +53,7 @@ def test_every_docker_option_maps_into_the_spec():
     # the fix for vLLM #7815: Ray's node IP is VLLM_HOST_IP
     i = spec.command.index("--node-ip-address")
     assert spec.command[i + 1] == "10.0.0.2"
-    assert spec.command[2:4] == ("--address", "10.0.0.1:6379")
+    assert ray_argv(spec)[2:4] == ("--address", "10.0.0.1:6379")
 
 
 def test_unsupported_option_lists_the_supported_ones():
@@ -204,3 +209,29 @@ def test_api_key_file_is_a_read_only_mount_named_by_env():
 def test_bad_option_values_name_the_option(flag, value, match):
     with pytest.raises(ConfigError, match=match):
         spec_for(BASE + [flag, value])
+
+
+def test_node_runs_under_the_supervisor_worker_waits_for_the_head():
+    _, head = spec_for(BASE)
+    assert head.command[:4] == ("python", "-m", "cluster.supervisor", "--serve")
+    _, worker = spec_for(["img", "10.0.0.1", "--worker", "/hf", "-e", "VLLM_HOST_IP=10.0.0.7"])
+    i = worker.command.index("--wait-for")
+    assert worker.command[i + 1] == "10.0.0.1:6379"
+    assert "--serve" not in worker.command
+
+
+@pytest.mark.parametrize("policy", ["no", "always", "unless-stopped", "on-failure",
+                                    "on-failure:5"])
+def test_restart_policy_as_docker_takes_it(policy):
+    from cluster.backend import run_kwargs
+
+    _, spec = spec_for(BASE + ["--restart", policy])
+    name, _, count = policy.partition(":")
+    assert spec.restart == (name, int(count or 0))
+    assert run_kwargs(spec)["restart_policy"] == {"Name": name,
+                                                  "MaximumRetryCount": int(count or 0)}
+
+
+def test_bad_restart_policy_names_the_choices():
+    with pytest.raises(ConfigError, match="--restart"):
+        spec_for(BASE + ["--restart", "sometimes"])

@@ -32,10 +32,11 @@ def engine_config(path, **kw) -> EngineConfig:
 
 
 @contextmanager
-def running_server(engine, name="tiny-llama", api_key=None, server=None):
+def running_server(engine, name="tiny-llama", api_key=None, server=None, **engine_kw):
     """Serves `engine` in a background thread; shuts both down afterwards. `server`: a
-    ServerConfig (its host/port are not used)."""
-    async_engine = AsyncEngine(engine, health_interval_s=0.2)
+    ServerConfig (its host/port are not used); `engine_kw` go to AsyncEngine (e.g. a rebuilder,
+    which turns recovery on)."""
+    async_engine = AsyncEngine(engine, health_interval_s=0.2, **engine_kw)
     port = free_port()
     app = build_app(async_engine, name, "/models/tiny", api_key, server)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",

@@ -57,3 +57,37 @@ def test_idle_engine_death_is_noticed_without_traffic(tiny_llama):
         r = httpx.post(srv.base_url + "/chat/completions",
                        json={"messages": [{"role": "user", "content": "w5"}]})
         assert r.status_code == 503 and "restart" in r.json()["error"]["message"]
+
+
+def test_killed_worker_is_rebuilt_and_answers_the_same(tiny_llama):
+    """Recovery on (what `onenode serve` does): 503 + Retry-After while rebuilding, then 200, one
+    restart counted, and the same greedy answer as before the crash."""
+    from engine.entrypoints.api_server import EngineRebuilder
+    from engine.entrypoints.recovery import RecoveryConfig
+    from tests.engine.entrypoints.conftest import metric
+
+    config = engine_config(tiny_llama, distributed_executor_backend="mp")
+    engine = LLMEngine(config)
+    with running_server(engine, rebuilder=EngineRebuilder(config, "mp"),
+                        recovery=RecoveryConfig(timeout_s=120)) as srv:
+        body = {"model": srv.name, "prompt": "w5 w6 w7", "max_tokens": 12, "temperature": 0}
+        before = httpx.post(srv.base_url + "/completions", json=body, timeout=60).json()
+        os.kill(engine.executor.procs[0].pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while (r := httpx.get(srv.url + "/health")).status_code != 503:
+            assert time.monotonic() < deadline, "/health still 200 10 s after the kill"
+            time.sleep(0.05)
+        assert r.json()["error"]["code"] == "engine_recovering", r.text
+        assert "mp worker rank 0" in r.json()["error"]["message"]
+        refused = httpx.post(srv.base_url + "/completions", json=body, timeout=60)
+        if refused.status_code == 503:
+            assert refused.headers["retry-after"] == "10", refused.text
+        deadline = time.monotonic() + 90
+        while httpx.get(srv.url + "/health").status_code != 200:
+            assert time.monotonic() < deadline, "not serving again 90 s after the kill"
+            time.sleep(0.2)
+        after = httpx.post(srv.base_url + "/completions", json=body, timeout=60).json()
+        assert after["choices"][0]["text"] == before["choices"][0]["text"]
+        text = httpx.get(srv.url + "/metrics").text
+        assert metric(text, "onenode_engine_restarts_total") == 1
+        assert 'onenode_engine_state{model_name="tiny-llama",state="serving"} 1.0' in text

@@ -121,3 +121,52 @@ def test_serve_takes_vllm_api_key_from_env(monkeypatch):
     res = CliRunner().invoke(app, ["/models/m"], env={"VLLM_API_KEY": "vllm-key-1"})
     assert res.exit_code == 0, res.output
     assert seen["api_key"] == ("vllm-key-1",)
+
+
+@pytest.mark.slow
+def test_sigterm_lets_streams_in_flight_finish(tiny_llama, tmp_path):
+    """A normal stop cuts no stream: SIGTERM with 4 streams in flight, all 4 end with their full
+    length, then the process exits 0."""
+    import threading
+
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    log_path = tmp_path / "serve.log"
+    cmd = [sys.executable, "-m", "onenode.cli", "serve", str(tiny_llama), "--port", str(port),
+           "--served-model-name", "tiny", "--max-model-len", "256", "--kv-cache-space-gib",
+           "0.01", "--dtype", "float32", "--block-size", "8", "--shutdown-timeout", "60"]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    url, started, results = f"http://127.0.0.1:{port}", threading.Semaphore(0), {}
+
+    def one(i):
+        body = {"model": "tiny", "prompt": "w5 w6", "max_tokens": 200, "stream": True,
+                "ignore_eos": True, "temperature": 0, "stream_options": {"include_usage": True}}
+        with httpx.stream("POST", url + "/v1/completions", json=body, timeout=120) as r:
+            lines = []
+            for line in r.iter_lines():
+                if not lines:
+                    started.release()
+                lines.append(line)
+        results[i] = lines
+
+    try:
+        _wait_healthy(url, proc, log_path)
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for _ in threads:
+            assert started.acquire(timeout=60)
+        proc.send_signal(signal.SIGTERM)
+        for t in threads:
+            t.join(timeout=120)
+        assert proc.wait(timeout=120) == 0, log_path.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "Waiting for connections to close" in log_path.read_text()  # they were in flight
+    for i in range(4):
+        lines = [x for x in results[i] if x]
+        usage = [json.loads(x[6:]) for x in lines if x.startswith("data: {")][-1]["usage"]
+        assert lines[-1] == "data: [DONE]" and usage["completion_tokens"] == 200, i

@@ -1,0 +1,172 @@
+"""The recovery state machine (pure, fake clock and builder) and the engine thread that drives it
+(a fake engine whose executor dies on demand): fail, degrade, rebuild, serve again, or give up."""
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from engine.entrypoints.async_engine import AsyncEngine
+from engine.entrypoints.recovery import EngineState, Recovery, RecoveryConfig, rebuild
+from engine.outputs import CompletionOutput, RequestOutput
+from onenode.errors import ConfigError, EngineDeadError
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, s):
+        self.now += s
+
+
+def test_failure_degrades_then_a_rebuild_serves_again():
+    clock = Clock()
+    rec = Recovery(RecoveryConfig(timeout_s=300), clock)
+    rec.fail("ray worker died")
+    assert rec.state is EngineState.DEGRADED and "ray worker died" in rec.describe()
+    waited = []
+    engine = rebuild(rec, waited.append, lambda: "new engine", sleep=clock.sleep)
+    assert engine == "new engine" and rec.state is EngineState.SERVING
+    assert rec.restarts == 1 and waited == [300.0] and rec.reason is None
+
+
+def test_failed_attempts_retry_with_backoff_until_one_succeeds():
+    clock = Clock()
+    rec = Recovery(RecoveryConfig(timeout_s=300), clock)
+    rec.fail("node down")
+    results = iter([RuntimeError("no devices"), RuntimeError("pg not ready"), "engine"])
+
+    def build():
+        r = next(results)
+        if isinstance(r, Exception):
+            raise r
+        return r
+
+    assert rebuild(rec, lambda t: None, build, sleep=clock.sleep) == "engine"
+    assert rec.attempts == 3 and clock.now == 1 + 2 and rec.restarts == 1
+
+
+def test_recovery_timeout_ends_in_failed_with_the_last_error():
+    clock = Clock()
+    rec = Recovery(RecoveryConfig(timeout_s=20), clock)
+    rec.fail("node down")
+
+    def wait(timeout):
+        clock.now += timeout  # the devices never come back
+        raise TimeoutError("1 of 3 devices")
+
+    assert rebuild(rec, wait, lambda: "never", sleep=clock.sleep) is None
+    assert rec.state is EngineState.FAILED and rec.restarts == 0
+    assert "within 20s" in rec.reason and "1 of 3 devices" in rec.reason
+    assert "restart `onenode serve`" in rec.describe()
+
+
+def test_no_recovery_fails_at_once_and_bad_timeout_names_the_flag():
+    rec = Recovery(RecoveryConfig(enabled=False))
+    rec.fail("rank 2 died")
+    assert rec.state is EngineState.FAILED and "rank 2 died" in rec.describe()
+    with pytest.raises(ConfigError, match="--recovery-timeout"):
+        RecoveryConfig(timeout_s=0)
+
+
+def test_stopping_interrupts_recovery():
+    rec = Recovery(RecoveryConfig())
+    rec.fail("x")
+    assert rebuild(rec, lambda t: None, lambda: "e", stopping=lambda: True) is None
+
+
+class FakeExecutorEngine:
+    """Just enough of LLMEngine for AsyncEngine: one request finishes per step; `die` makes the
+    next step raise as a dead rank does."""
+
+    def __init__(self, name):
+        self.name, self.requests, self.die, self.shut = name, [], False, False
+
+    def stats(self):
+        return {"num_running": len(self.requests), "num_waiting": 0}
+
+    def has_unfinished_requests(self):
+        return bool(self.requests)
+
+    def add_request(self, request_id, prompt, params, prompt_text=None):
+        self.requests.append(request_id)
+
+    def abort_request(self, request_id):
+        if request_id in self.requests:
+            self.requests.remove(request_id)
+
+    def step(self):
+        if self.die:
+            raise EngineDeadError("a ray worker died (ActorDiedError)")
+        rid = self.requests.pop(0)
+        return [RequestOutput(rid, None, [], [CompletionOutput(0, self.name, [1], "stop")],
+                              True)]
+
+    def check_health(self):
+        if self.die:
+            raise EngineDeadError("node 172.30.1.12 died")
+
+    def shutdown(self):
+        self.shut = True
+
+
+class FakeRebuilder:
+    def __init__(self, gate: threading.Event):
+        self.gate, self.built = gate, []
+
+    def wait_for_devices(self, timeout_s):
+        if not self.gate.wait(timeout_s):
+            raise TimeoutError("devices did not come back")
+
+    def build(self):
+        self.built.append(FakeExecutorEngine("rebuilt"))
+        return self.built[-1]
+
+
+async def _generate(ae, rid):
+    return [o async for o in ae.generate(rid, [1, 2], None)]
+
+
+def _wait(cond, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_engine_thread_fails_in_flight_then_rebuilds_and_serves():
+    first, gate = FakeExecutorEngine("first"), threading.Event()
+    rebuilder = FakeRebuilder(gate)
+    ae = AsyncEngine(first, health_interval_s=0.05, rebuilder=rebuilder,
+                     recovery=RecoveryConfig(timeout_s=30))
+    try:
+        assert asyncio.run(_generate(ae, "a"))[-1].outputs[0].text == "first"
+        first.die = True  # noticed by the idle health check
+        _wait(lambda: ae.recovery.state is EngineState.RECOVERING)
+        assert not ae.alive and first.shut and "172.30.1.12" in ae.recovery.reason
+        with pytest.raises(EngineDeadError):
+            asyncio.run(_generate(ae, "b"))  # refused while rebuilding (the API: 503)
+        gate.set()  # the node is back
+        _wait(lambda: ae.alive)
+        assert ae.recovery.restarts == 1 and ae.recovery.state is EngineState.SERVING
+        assert asyncio.run(_generate(ae, "c"))[-1].outputs[0].text == "rebuilt"
+    finally:
+        ae.shutdown(5)
+
+
+def test_engine_thread_gives_up_after_the_recovery_timeout():
+    failed = threading.Event()
+    ae = AsyncEngine(FakeExecutorEngine("first"), health_interval_s=0.05,
+                     rebuilder=FakeRebuilder(threading.Event()),
+                     recovery=RecoveryConfig(timeout_s=0.3), on_failed=failed.set)
+    try:
+        ae.engine.die = True
+        assert failed.wait(10)
+        assert ae.recovery.state is EngineState.FAILED and not ae.alive
+    finally:
+        ae.shutdown(5)
