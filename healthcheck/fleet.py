@@ -161,19 +161,9 @@ def gather(ray, refs: list, timeout_s: float) -> list:
 
 
 def release(ray, fleet: Fleet) -> None:
-    from ray.util.placement_group import remove_placement_group
+    from engine.executor.ray_inventory import release as release_actors
 
-    for _, actor in fleet.probes + fleet.gpu_probes:
-        try:
-            ray.kill(actor)
-        except Exception:  # noqa: BLE001 - best effort
-            pass
-    if fleet.pg is not None:
-        try:
-            remove_placement_group(fleet.pg)
-        except Exception:  # noqa: BLE001
-            pass
-    fleet.probes, fleet.gpu_probes, fleet.pg = [], [], None
+    release_actors([actor for _, actor in fleet.probes + fleet.gpu_probes], fleet.pg)
 
 
 def error_line(exc: BaseException) -> str:

@@ -9,7 +9,13 @@ import os
 
 from engine.executor.base import Executor, RpcFuture
 from engine.executor.ray_env import forwarded_env, ip_mismatches
-from engine.executor.ray_inventory import connect, device_kind, stop_local, wait_for_placement
+from engine.executor.ray_inventory import (
+    connect,
+    device_kind,
+    release,
+    stop_local,
+    wait_for_placement,
+)
 from onenode.errors import ClusterError, EngineDeadError, ResourceError
 
 WAIT_S = float(os.environ.get("ONENODE_RAY_WAIT_S", "30"))
@@ -171,17 +177,6 @@ class RayExecutor(Executor):
             raise EngineDeadError(self.dead)
 
     def shutdown(self) -> None:
-        import ray
-
-        for actor in self.actors:
-            try:
-                ray.kill(actor)
-            except Exception:  # noqa: BLE001 - best effort
-                pass
-        if self.pg is not None:
-            try:
-                ray.util.remove_placement_group(self.pg)
-            except Exception:  # noqa: BLE001
-                pass
+        release(self.actors, self.pg)
         self.actors, self.pg = [], None
         stop_local()  # only a Ray instance this process started itself

@@ -138,3 +138,21 @@ def wait_for_placement(tp: int, pp: int, kind: str, wait_s: float) -> list[str]:
                 waited = "" if started_local else f" (waited {wait_s:.0f}s)"
                 raise ResourceError(insufficient_message(tp, pp, nodes, kind) + waited) from None
         time.sleep(1.0)
+
+
+def release(actors, pg) -> None:
+    """Kill `actors` and remove placement group `pg`, best effort: used on shutdown paths, where
+    a node may already be gone (the engine's workers, the healthcheck's probes)."""
+    import ray
+    from ray.util.placement_group import remove_placement_group
+
+    for actor in actors:
+        try:
+            ray.kill(actor)
+        except Exception:  # noqa: BLE001 - best effort
+            pass
+    if pg is not None:
+        try:
+            remove_placement_group(pg)
+        except Exception:  # noqa: BLE001 - best effort
+            pass
