@@ -113,7 +113,7 @@ def test_foreground_node_comes_back_and_sigterm_still_removes_it(heal_cluster,
         backend.remove(c, name, timeout=1)
 
 
-def test_head_started_server_comes_back_with_the_head(heal_cluster, cluster_hf_home):
+def test_head_started_server_comes_back_with_the_head(heal_cluster, cluster_hf_home, tmp_path):
     """`run_cluster --head --serve`: the server runs under the head's supervisor, so after a
     crash of the head container it answers again with no command typed."""
     import sys
@@ -133,14 +133,17 @@ def test_head_started_server_comes_back_with_the_head(heal_cluster, cluster_hf_h
         except (urllib.error.URLError, OSError):
             return False
 
+    key_file = tmp_path / "api_key"
+    key_file.write_text("test-key-1234\n")
+    key_file.chmod(0o644)
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "cluster.run_cluster", IMAGE, ip, "--head",
              str(cluster_hf_home), "--network", info.network, "--ip", ip, "--name", name,
              "--cluster-name", f"{info.name}-solo", "--shm-size", "1g", "--num-cpus", "1",
              "--object-store-memory", "128m", "--ray-token-file", info.token_path, "--detach",
-             "--serve", container_model_dir(), "--serve-args",
-             "--max-model-len 256 --kv-cache-space-gib 0.05 --api-key test-key-1234"],
+             "--serve", container_model_dir(), "--api-key-file", str(key_file), "--serve-args",
+             "--max-model-len 256 --kv-cache-space-gib 0.05"],
             check=False, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         _wait_for(healthy, 240, [])

@@ -69,7 +69,9 @@ def test_api_key_file_reaches_the_server_and_nothing_shows_it(keyed_cluster, clu
     assert "/run/onenode/api_key" in inspect  # the mount is there, its content is not
     c = backend.client()
     container_logs = backend.logs_tail(backend.get(c, info.head), tail=5000)
-    server_log = backend.exec_in(c, info.head, ["cat", "/tmp/onenode-serve.log"])[1]
+    from cluster.serve import LOG
+
+    server_log = backend.exec_in(c, info.head, ["cat", LOG])[1]
     assert "API key required" in server_log
     for where, text in (("docker inspect", inspect), ("container logs", container_logs),
                         ("server log", server_log), ("cluster serve output", printed)):
