@@ -18,6 +18,7 @@ from engine.models.registry import build_model, load_weights
 from engine.parallel import parallel_state as ps
 from engine.parallel.pp_partition import stage_layer_range
 from engine.worker.inputs import dummy_inputs, prepare_inputs
+from engine.worker.warm_up import warm_up
 
 log = logging.getLogger("onenode.worker")
 
@@ -104,6 +105,8 @@ class ModelRunner:
     def init_cache(self, num_blocks: int) -> None:
         for attn in self.model.attention_layers():
             attn.allocate_cache(num_blocks, self.config.block_size, self.dtype, self.device)
+        warm_up(self.model, self.config.block_size, num_blocks, self.is_first, self.is_last,
+                self.device)
 
     def intermediate_spec(self, num_tokens: int) -> dict:
         """Shapes and dtypes of the hidden states this stage receives for a step."""
