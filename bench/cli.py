@@ -10,27 +10,36 @@ bench_app = typer.Typer(help="Benchmarks: JSON + PNG results under --out.", no_a
 
 @bench_app.command("throughput")
 def throughput(
-    model: Annotated[Optional[str], typer.Option(help="model path (default: the demo SmolLM2)")] = None,
-    dtype: Annotated[str, typer.Option(help="float32 or bfloat16")] = "float32",
+    model: Annotated[Optional[str], typer.Option(help="a .gguf file or an HF model directory (default: the demo SmolLM2)")] = None,
+    dtype: Annotated[str, typer.Option(help="float32 or bfloat16 (both sides)")] = "float32",
     num_requests: Annotated[int, typer.Option()] = 64,
+    cold: Annotated[bool, typer.Option(help="no warm-up: time the first generate of a fresh LLM")] = False,
+    repeats: Annotated[int, typer.Option(help="interleaved onenode/HF rounds; median and min/max")] = 1,
     skip_hf: Annotated[bool, typer.Option(help="only onenode")] = False,
     out: Annotated[Path, typer.Option(help="where JSON/PNG go")] = Path("bench/results"),
 ):
     """onenode vs HF transformers on one seeded workload (64 requests, prompts 32-512, outputs
-    16-128, greedy, ignore_eos) plus single-stream tokens/s."""
-    from bench.report import write_report
+    16-128, greedy, ignore_eos) plus single-stream tokens/s; prints the median ratios."""
+    from bench.report import write_spread_report
     from bench.throughput import throughput_bench
     from engine.demo_model import fetch_demo
 
+    if repeats < 1:
+        raise typer.BadParameter("--repeats must be >= 1")
     model = model or str(fetch_demo())
-    res = throughput_bench(model, dtype=dtype, num_requests=num_requests, skip_hf=skip_hf)
-    bars = {"onenode batched": res["onenode_output_tok_s"],
-            "onenode single": res["onenode_single_stream_tok_s"]}
-    if not skip_hf:
-        bars.update({"HF batched": res["hf_output_tok_s"],
-                     "HF single": res["hf_single_stream_tok_s"]})
-    paths = write_report(res, out, f"throughput-{dtype}", bars, "output tokens/s")
+    res = throughput_bench(model, dtype=dtype, num_requests=num_requests, skip_hf=skip_hf,
+                           cold=cold, repeats=repeats)
+    keys = ["onenode_output_tok_s", "hf_output_tok_s", "onenode_single_stream_tok_s",
+            "hf_single_stream_tok_s"]
+    series = {k.replace("_output_tok_s", " batched").replace("_single_stream_tok_s", " single"):
+              res[k] for k in keys if k in res}
+    name = f"throughput-{dtype}-{'cold' if cold else 'warm'}"
+    paths = write_spread_report(res, out, name, series, "output tokens/s")
     _print(res, paths)
+    for key in ("batched_ratio", "single_stream_ratio"):
+        if key in res:
+            r = res[key]
+            typer.echo(f"{key}: {r['median']:.2f}x (min {r['min']:.2f}x, max {r['max']:.2f}x)")
 
 
 @bench_app.command("latency")

@@ -2,8 +2,16 @@
 
 HF runs static batches of 16 prompts sorted by length (left padding, each batch generating its
 longest requested output); onenode runs continuous batching. Only requested tokens are counted.
+Each repeat runs onenode, then HF, on the same machine state (interleaved), so a ratio compares
+neighbours in time; the report gives the median ratio and its min/max over repeats.
+
+Warm (default): each repeat builds a fresh `LLM`, warms it with two prompts unrelated to the
+workload, then times one `generate`. Cold (`cold=True`): no warm-up, the timed `generate` is the
+first call of a fresh `LLM`, as in a script that loads and generates once. Single stream (one
+32-token prompt, 128 output tokens) runs after the batched call.
 """
 
+import statistics
 import time
 
 import torch
@@ -11,21 +19,37 @@ from tqdm.auto import tqdm
 
 from bench.workload import make_workload, total_tokens
 
+SINGLE_OUT = 128
 
-def run_onenode(model: str, reqs, dtype: str, **llm_kwargs) -> float:
-    from engine import LLM, SamplingParams
 
-    llm = LLM(model, dtype=dtype, **llm_kwargs)
+def _generate_s(llm, reqs, use_tqdm: bool = False) -> float:
+    from engine import SamplingParams
+
     params = [SamplingParams(temperature=0, max_tokens=r.output_len, ignore_eos=True)
               for r in reqs]
     prompts = [list(r.prompt_token_ids) for r in reqs]
-    llm.generate(prompts[:2], params[:2], use_tqdm=False)  # warm-up
     start = time.perf_counter()
-    outs = llm.generate(prompts, params, use_tqdm=True)
+    outs = llm.generate(prompts, params, use_tqdm=use_tqdm)
     elapsed = time.perf_counter() - start
     assert sum(len(o.outputs[0].token_ids) for o in outs) == sum(r.output_len for r in reqs)
-    llm.shutdown()
     return elapsed
+
+
+def run_onenode(model: str, reqs, single, dtype: str, cold: bool, **llm_kwargs) -> dict:
+    """Seconds for the batched workload and the single stream, on one fresh LLM."""
+    from engine import LLM
+
+    start = time.perf_counter()
+    llm = LLM(model, dtype=dtype, **llm_kwargs)
+    load_s = time.perf_counter() - start
+    try:
+        if not cold:
+            warm = make_workload(2, (16, 16), (8, 8), llm.engine.model_config.vocab_size, 999)
+            _generate_s(llm, warm)
+        batched = _generate_s(llm, reqs, use_tqdm=True)
+        return {"load_s": load_s, "batched_s": batched, "single_s": _generate_s(llm, single)}
+    finally:
+        llm.shutdown()
 
 
 def load_hf(model: str, dtype: str):
@@ -35,10 +59,8 @@ def load_hf(model: str, dtype: str):
 
     src = resolve_model(model)
     kwargs = {"gguf_file": src.gguf_file} if src.gguf_file else {}
-    torch_dtype = {"auto": None, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-                   "float32": torch.float32, "fp32": torch.float32}.get(dtype, torch.float32)
-    hf = AutoModelForCausalLM.from_pretrained(str(src.path), dtype=torch_dtype or torch.float32,
-                                              **kwargs)
+    torch_dtype = torch.bfloat16 if dtype in ("bfloat16", "bf16") else torch.float32
+    hf = AutoModelForCausalLM.from_pretrained(str(src.path), dtype=torch_dtype, **kwargs)
     return hf.eval()
 
 
@@ -48,7 +70,7 @@ def run_hf(hf, reqs, batch_size: int = 16) -> float:
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     pad = hf.config.pad_token_id if hf.config.pad_token_id is not None else 0
     start = time.perf_counter()
-    for batch in tqdm(batches, desc="HF batches"):
+    for batch in tqdm(batches, desc="HF batches", disable=len(batches) == 1):
         width = max(len(r.prompt_token_ids) for r in batch)
         ids = torch.full((len(batch), width), pad, dtype=torch.long)
         mask = torch.zeros_like(ids)
@@ -61,34 +83,56 @@ def run_hf(hf, reqs, batch_size: int = 16) -> float:
     return time.perf_counter() - start
 
 
+def spread(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "all": values}
+
+
 def throughput_bench(model: str, dtype: str = "float32", num_requests: int = 64,
-                     seed: int = 0, skip_hf: bool = False, **llm_kwargs) -> dict:
+                     seed: int = 0, skip_hf: bool = False, cold: bool = False,
+                     repeats: int = 1, **llm_kwargs) -> dict:
     from engine.model_source import resolve_model
 
-    vocab = resolve_model(model).model_config.vocab_size
-    reqs = make_workload(num_requests, vocab_size=vocab, seed=seed)
+    cfg = resolve_model(model).model_config
+    reqs = make_workload(num_requests, vocab_size=cfg.vocab_size, seed=seed)
     prompt_toks, out_toks = total_tokens(reqs)
-    single = make_workload(1, (32, 32), (128, 128), vocab, seed + 1)
-    res = {"model": model, "dtype": dtype, "num_requests": num_requests,
-           "prompt_tokens": prompt_toks, "output_tokens": out_toks,
-           "threads": torch.get_num_threads()}
-    t = run_onenode(model, reqs, dtype, **llm_kwargs)
-    res["onenode_output_tok_s"] = out_toks / t
-    res["onenode_total_tok_s"] = (prompt_toks + out_toks) / t
-    res["onenode_single_stream_tok_s"] = 128 / run_onenode(model, single, dtype, **llm_kwargs)
+    single = make_workload(1, (32, 32), (SINGLE_OUT, SINGLE_OUT), cfg.vocab_size, seed + 1)
+    hf = None if skip_hf else load_hf(model, dtype)
+    if hf is not None and not cold:
+        run_hf(hf, single, 1)  # warm-up
+    runs = []
+    for _ in range(repeats):
+        run = run_onenode(model, reqs, single, dtype, cold, **llm_kwargs)
+        if hf is not None:
+            run["hf_batched_s"] = run_hf(hf, reqs)
+            run["hf_single_s"] = run_hf(hf, single, 1)
+        runs.append(run)
+    res = {"model": model, "dtype": dtype, "num_requests": num_requests, "cold": cold,
+           "repeats": repeats, "prompt_tokens": prompt_toks, "output_tokens": out_toks,
+           "threads": torch.get_num_threads(), "runs": runs}
+    res.update(_summary(runs, prompt_toks, out_toks, skip_hf))
+    res.update(_roofline(cfg.num_params, dtype, prompt_toks + out_toks,
+                         statistics.median(r["batched_s"] for r in runs)))
+    return res
+
+
+def _summary(runs: list[dict], prompt_toks: int, out_toks: int, skip_hf: bool) -> dict:
+    res = {"onenode_output_tok_s": spread([out_toks / r["batched_s"] for r in runs]),
+           "onenode_total_tok_s": spread([(prompt_toks + out_toks) / r["batched_s"]
+                                          for r in runs]),
+           "onenode_single_stream_tok_s": spread([SINGLE_OUT / r["single_s"] for r in runs]),
+           "onenode_load_s": spread([r["load_s"] for r in runs])}
+    if not skip_hf:
+        res["hf_output_tok_s"] = spread([out_toks / r["hf_batched_s"] for r in runs])
+        res["hf_single_stream_tok_s"] = spread([SINGLE_OUT / r["hf_single_s"] for r in runs])
+        res["batched_ratio"] = spread([r["hf_batched_s"] / r["batched_s"] for r in runs])
+        res["single_stream_ratio"] = spread([r["hf_single_s"] / r["single_s"] for r in runs])
+    return res
+
+
+def _roofline(num_params: int, dtype: str, tokens: int, seconds: float) -> dict:
     from bench.roofline import gemm_peak_gflops, model_gflops
 
     peak = gemm_peak_gflops(torch.bfloat16 if dtype in ("bfloat16", "bf16") else torch.float32)
-    params = resolve_model(model).model_config.num_params
-    res["gemm_peak_gflops"] = peak
-    res["roofline_fraction"] = model_gflops(params, prompt_toks + out_toks) / t / peak
-    if not skip_hf:
-        hf = load_hf(model, dtype)
-        run_hf(hf, single[:1], 1)  # warm-up
-        t_hf = run_hf(hf, reqs)
-        res["hf_output_tok_s"] = out_toks / t_hf
-        res["hf_single_stream_tok_s"] = 128 / run_hf(hf, single, 1)
-        res["batched_ratio"] = res["onenode_output_tok_s"] / res["hf_output_tok_s"]
-        res["single_stream_ratio"] = (res["onenode_single_stream_tok_s"] /
-                                      res["hf_single_stream_tok_s"])
-    return res
+    return {"gemm_peak_gflops": peak,
+            "roofline_fraction": model_gflops(num_params, tokens) / seconds / peak}

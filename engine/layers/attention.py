@@ -1,53 +1,88 @@
-"""Paged attention in PyTorch (CPU and CUDA): new K/V are written into the block cache at
-`slot_mapping`, then each sequence attends to its cached context gathered by block table.
+"""Paged attention in PyTorch (CPU and CUDA) over a head-major block cache.
 
-Decode-only steps run as one batched scaled_dot_product_attention over contexts padded to the
-longest; steps with prefills run per sequence (causal with an offset when a prefix was cached).
-The gather indices are built once per step and shared by all layers (cached on the metadata).
+Each layer's cache is [kv_heads, num_blocks, block_size, head_dim]. Gathering a sequence's blocks
+along dim 1 copies whole blocks (index_select, not token by token) and yields, per KV head, its
+keys as one contiguous [L, head_dim] matrix: the layout SDPA's CPU and CUDA kernels read fastest.
+
+- Decode rows run per length bucket (engine/layers/attention_plan.py, built once per step): one
+  SDPA call per bucket, padded only to the bucket's longest context. The query heads sharing a KV
+  head become that head's query rows, so GQA needs no copy of K/V per query head.
+- Prefill rows attend causally to their context; a sequence without a cached prefix reads its
+  new K/V directly, without touching the cache.
 """
 
+import math
+
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.functional import scaled_dot_product_attention as sdpa
 
 from engine.layers.attention_metadata import AttentionMetadata
+from engine.layers.attention_plan import attention_plan
+
+
+def _zeros(shape: tuple[int, ...], dtype: torch.dtype, device) -> torch.Tensor:
+    if torch.device(device).type != "cpu":
+        return torch.zeros(shape, dtype=dtype, device=device)
+    count = math.prod(shape) * dtype.itemsize
+    return torch.from_numpy(np.zeros(count, dtype=np.uint8)).view(dtype).view(shape)
 
 
 class PagedAttention(nn.Module):
     def __init__(self, num_heads: int, num_kv_heads: int, head_dim: int, scale: float):
         super().__init__()
         self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
+        self.group = num_heads // num_kv_heads
         self.scale = scale
         self.k_cache: torch.Tensor | None = None
         self.v_cache: torch.Tensor | None = None
+
+    def allocate_cache(self, num_blocks: int, block_size: int, dtype, device) -> None:
+        """Zeroed, because decode reads whole blocks: the unwritten tail of a sequence's last
+        block is masked, and must hold finite numbers for the mask to cancel it (0 x NaN is NaN).
+        On CPU the zeros come from calloc: fresh pages the kernel maps only when written, so a
+        generous kv_cache_space_gib costs memory only as the cache fills."""
+        shape = (self.num_kv_heads, num_blocks, block_size, self.head_dim)
+        self.k_cache, self.v_cache = (_zeros(shape, dtype, device) for _ in range(2))
 
     def forward(self, q, k, v, meta: AttentionMetadata) -> torch.Tensor:
         """q: [T, h, d]; k, v: [T, kvh, d] -> [T, h*d]."""
         if meta.no_cache or self.k_cache is None:
             return self._no_cache(q, k, v, meta)
-        kf = self.k_cache.view(-1, self.num_kv_heads, self.head_dim)
-        vf = self.v_cache.view(-1, self.num_kv_heads, self.head_dim)
-        kf.index_copy_(0, meta.slot_mapping, k)
-        vf.index_copy_(0, meta.slot_mapping, v)
-        if meta.is_decode_only:
-            return self._decode(q, kf, vf, meta)
-        return self._prefill(q, kf, vf, meta)
+        kvh, d = self.num_kv_heads, self.head_dim
+        self.k_cache.view(kvh, -1, d).index_copy_(1, meta.slot_mapping, k.transpose(0, 1))
+        self.v_cache.view(kvh, -1, d).index_copy_(1, meta.slot_mapping, v.transpose(0, 1))
+        plan = attention_plan(meta)
+        out = q.new_empty(q.shape[0], self.num_heads * d)
+        for bucket in plan.decode:
+            out.index_copy_(0, bucket.rows, self._decode(q.index_select(0, bucket.rows), bucket))
+        for p in plan.prefill:
+            out[p.start:p.end] = self._prefill(q, k, v, p)
+        return out
 
-    def _decode(self, q, kf, vf, meta) -> torch.Tensor:
-        idx, mask = _decode_index(meta)  # [S, L], [S, 1, 1, L]
-        keys = kf[idx].transpose(1, 2)  # [S, kvh, L, d]
-        vals = vf[idx].transpose(1, 2)
-        out = sdpa(q.unsqueeze(2), keys, vals, attn_mask=mask, scale=self.scale,
-                   enable_gqa=self.num_heads != self.num_kv_heads)  # [S, h, 1, d]
-        return out.reshape(q.shape[0], -1)
+    def _decode(self, q, bucket) -> torch.Tensor:
+        """q: [n, h, d] -> [n, h*d] over the bucket's padded contexts."""
+        n, kvh, d = bucket.num_seqs, self.num_kv_heads, self.head_dim
+        keys = self._gather(self.k_cache, bucket.blocks).view(kvh, n, bucket.width, d)
+        vals = self._gather(self.v_cache, bucket.blocks).view(kvh, n, bucket.width, d)
+        out = sdpa(q.view(n, kvh, self.group, d), keys.transpose(0, 1), vals.transpose(0, 1),
+                   attn_mask=bucket.mask, scale=self.scale)  # [n, kvh, group, d]
+        return out.reshape(n, -1)
 
-    def _prefill(self, q, kf, vf, meta) -> torch.Tensor:
-        outs = []
-        for s, (slots, qs, qe) in enumerate(_prefill_index(meta)):
-            keys = kf[slots].transpose(0, 1)  # [kvh, L, d]
-            vals = vf[slots].transpose(0, 1)
-            outs.append(self._causal(q[qs:qe].transpose(0, 1), keys, vals))
-        return torch.cat(outs, dim=0)
+    def _prefill(self, q, k, v, p) -> torch.Tensor:
+        if p.blocks is None:
+            keys, vals = k[p.start:p.end].transpose(0, 1), v[p.start:p.end].transpose(0, 1)
+        else:
+            kvh, d = self.num_kv_heads, self.head_dim
+            keys = self._gather(self.k_cache, p.blocks).view(kvh, -1, d)[:, :p.length]
+            vals = self._gather(self.v_cache, p.blocks).view(kvh, -1, d)[:, :p.length]
+        return self._causal(q[p.start:p.end].transpose(0, 1), keys, vals)
+
+    @staticmethod
+    def _gather(cache: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+        kvh, num_blocks = cache.shape[:2]
+        return cache.view(kvh, num_blocks, -1).index_select(1, blocks)
 
     def _no_cache(self, q, k, v, meta) -> torch.Tensor:
         outs = []
@@ -69,36 +104,3 @@ class PagedAttention(nn.Module):
             mask = torch.arange(length, device=q.device).unsqueeze(0) <= pos  # [n, L]
             out = sdpa(q, keys, vals, attn_mask=mask, scale=self.scale, enable_gqa=gqa)
         return out.transpose(0, 1).reshape(n, -1)
-
-
-def _slots(meta: AttentionMetadata, s: int, length: int) -> torch.Tensor:
-    pos = torch.arange(length, device=meta.block_tables.device)
-    bs = meta.block_size
-    return meta.block_tables[s, pos // bs] * bs + pos % bs
-
-
-def _decode_index(meta: AttentionMetadata):
-    cached = getattr(meta, "_decode_idx", None)
-    if cached is not None:
-        return cached
-    device = meta.block_tables.device
-    lens = torch.tensor(meta.seq_lens, device=device)
-    width = int(max(meta.seq_lens))
-    pos = torch.arange(width, device=device).unsqueeze(0)
-    valid = pos < lens.unsqueeze(1)  # [S, L]
-    # Padding points at each sequence's own first slot: finite data, masked out below.
-    pos = torch.where(valid, pos, torch.zeros_like(pos))
-    bs = meta.block_size
-    idx = torch.gather(meta.block_tables, 1, pos // bs) * bs + pos % bs
-    meta._decode_idx = (idx, valid[:, None, None, :])
-    return meta._decode_idx
-
-
-def _prefill_index(meta: AttentionMetadata):
-    cached = getattr(meta, "_prefill_idx", None)
-    if cached is None:
-        qsl = meta.query_start_loc
-        cached = [(_slots(meta, s, meta.seq_lens[s]), qsl[s], qsl[s + 1])
-                  for s in range(meta.num_seqs)]
-        meta._prefill_idx = cached
-    return cached

@@ -19,6 +19,7 @@ class VocabParallelEmbedding(nn.Module):
         self.per_rank = padded_vocab(vocab_size, g.size) // g.size
         self.start = g.rank * self.per_rank
         self.weight = nn.Parameter(torch.empty(self.per_rank, dim), requires_grad=False)
+        self.weight.weight_loader = self.weight_loader
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         if tp().size == 1:
@@ -29,12 +30,12 @@ class VocabParallelEmbedding(nn.Module):
         out = out.masked_fill(outside.unsqueeze(-1), 0.0)
         return tp_all_reduce(out)
 
-    def load_shard(self, name: str, fetch) -> None:
+    def weight_loader(self, param, fetch, shard_id=None) -> None:
         """Rows [start, start+per_rank) of the HF matrix; the padding tail stays zero."""
         end = min(self.start + self.per_rank, self.vocab_size)
-        self.weight.data.zero_()
+        param.data.zero_()
         if end > self.start:
-            self.weight.data[: end - self.start].copy_(fetch(name, 0, self.start, end))
+            param.data[: end - self.start].copy_(fetch(0, self.start, end))
 
 
 class ParallelLMHead(VocabParallelEmbedding):

@@ -1,5 +1,6 @@
 """Megatron-style tensor-parallel linear layers. Sharding is data: each layer records how its
-output (column) or input (row) dimension is split, and `load_shard` reads only this rank's slice.
+output (column) or input (row) dimension is split, and its parameters' `weight_loader` reads only
+this rank's slice.
 
 Column-parallel layers may pack several logical matrices (q/k/v, gate/up); each part is split
 over the TP ranks separately. A part with fewer heads than ranks is replicated (GQA KV heads).
@@ -35,57 +36,72 @@ class Part:
 
 
 class ColumnParallelLinear(nn.Module):
-    """y_local = x @ W_local^T: each rank computes its slice of the output features."""
+    """y_local = x @ W_local^T: each rank computes its slice of the output features.
 
-    def __init__(self, in_features: int, parts: list[Part], bias: bool):
+    `shard_ids` name the packed parts (("q", "k", "v"), (0, 1)); a checkpoint tensor loaded with a
+    shard id fills that part, one loaded without fills all parts (GPT-2's fused c_attn).
+    `transposed`: the checkpoint stores [in, out] (GPT-2's Conv1D)."""
+
+    def __init__(self, in_features: int, parts: list[Part], bias: bool,
+                 shard_ids: tuple | None = None, transposed: bool = False):
         super().__init__()
         g = tp()
-        self.parts = parts
+        self.parts, self.transposed = parts, transposed
+        self.shard_ids = tuple(shard_ids or range(len(parts)))
         self.offsets = [0]
         for p in parts:
             self.offsets.append(self.offsets[-1] + p.local_rows(g.size))
-        self.weight = nn.Parameter(torch.empty(self.offsets[-1], in_features), requires_grad=False)
-        self.bias = (nn.Parameter(torch.empty(self.offsets[-1]), requires_grad=False)
-                     if bias else None)
+        self.weight = _param(torch.empty(self.offsets[-1], in_features), self, self.shard_ids)
+        self.bias = _param(torch.empty(self.offsets[-1]), self, self.shard_ids) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return nn.functional.linear(x, self.weight, self.bias)
 
-    def load_shard(self, name: str, part: int, fetch, transposed: bool = False) -> None:
-        """Copy this rank's rows of logical matrix `part` (HF tensor `name`) into place.
-        `fetch(name, dim, start, end)` reads only that slice; `transposed` for GPT-2's Conv1D."""
+    def weight_loader(self, param, fetch, shard_id=None) -> None:
+        """Copy this rank's rows of part `shard_id` (or of every part, read from one tensor
+        holding them all at their full sizes) into place."""
         g = tp()
-        start, end = self.parts[part].row_range(g.rank, g.size)
-        lo, hi = self.offsets[part], self.offsets[part + 1]
-        if name.endswith("bias"):
-            self.bias.data[lo:hi].copy_(fetch(name, 0, start, end))
-        elif transposed:
-            self.weight.data[lo:hi].copy_(fetch(name, 1, start, end).t())
-        else:
-            self.weight.data[lo:hi].copy_(fetch(name, 0, start, end))
+        full_offset = 0
+        for j, part in enumerate(self.parts):
+            if shard_id is None or self.shard_ids[j] == shard_id:
+                start, end = part.row_range(g.rank, g.size)
+                if shard_id is None:
+                    start, end = start + full_offset, end + full_offset
+                dim = 1 if self.transposed and param.dim() == 2 else 0
+                rows = fetch(dim, start, end)
+                param.data[self.offsets[j]:self.offsets[j + 1]].copy_(rows.t() if dim else rows)
+            full_offset += part.units * part.unit
 
 
 class RowParallelLinear(nn.Module):
     """y = all_reduce(x_local @ W_local^T) + b: input features split, partial sums reduced."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool):
+    def __init__(self, in_features: int, out_features: int, bias: bool,
+                 transposed: bool = False):
         super().__init__()
         g = tp()
-        self.in_local = in_features // g.size
-        self.weight = nn.Parameter(torch.empty(out_features, self.in_local), requires_grad=False)
-        self.bias = nn.Parameter(torch.empty(out_features), requires_grad=False) if bias else None
+        self.in_local, self.transposed = in_features // g.size, transposed
+        self.weight = _param(torch.empty(out_features, self.in_local), self)
+        self.bias = _param(torch.empty(out_features)) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = tp_all_reduce(nn.functional.linear(x, self.weight))
         return y + self.bias if self.bias is not None else y
 
-    def load_shard(self, name: str, fetch, transposed: bool = False) -> None:
-        if name.endswith("bias"):
-            self.bias.data.copy_(fetch(name, None, None, None))
-            return
+    def weight_loader(self, param, fetch, shard_id=None) -> None:
         g = tp()
         start, end = g.rank * self.in_local, (g.rank + 1) * self.in_local
-        if transposed:
-            self.weight.data.copy_(fetch(name, 0, start, end).t())
+        if self.transposed:
+            param.data.copy_(fetch(0, start, end).t())
         else:
-            self.weight.data.copy_(fetch(name, 1, start, end))
+            param.data.copy_(fetch(1, start, end))
+
+
+def _param(data: torch.Tensor, owner: nn.Module | None = None, shard_ids=None) -> nn.Parameter:
+    """A frozen parameter carrying its owner's loader (none: the whole tensor is copied)."""
+    p = nn.Parameter(data, requires_grad=False)
+    if owner is not None:
+        p.weight_loader = owner.weight_loader
+    if shard_ids is not None and len(shard_ids) > 1:
+        p.shard_ids = shard_ids
+    return p

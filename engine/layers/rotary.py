@@ -30,12 +30,16 @@ def _llama3(inv: torch.Tensor, s: dict) -> torch.Tensor:
 
 
 class RotaryEmbedding(nn.Module):
+    """One instance serves every layer of a model: the cos/sin rows for a step's positions are
+    looked up by the first layer and reused by the others (same `positions` tensor)."""
+
     def __init__(self, head_dim: int, max_positions: int, theta: float, scaling: dict | None):
         super().__init__()
         self.head_dim = head_dim
         self.max_positions = max_positions
         self.theta, self.scaling = theta, scaling
         self.cos = self.sin = None
+        self._step: tuple | None = None  # (positions, cos rows, sin rows)
 
     def _build(self, device, dtype, upto: int) -> None:
         inv = inv_frequencies(self.head_dim, self.theta, self.scaling).to(device)
@@ -44,17 +48,20 @@ class RotaryEmbedding(nn.Module):
         self.cos = freqs.cos().to(dtype)
         self.sin = freqs.sin().to(dtype)
 
-    def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor):
-        """q: [T, h, d], k: [T, kvh, d] -> rotated copies."""
+    def _rows(self, positions: torch.Tensor, like: torch.Tensor):
+        if self._step is not None and self._step[0] is positions:
+            return self._step[1], self._step[2]
         need = int(positions.max()) + 1 if positions.numel() else 1
-        if self.cos is None or self.cos.shape[0] < need or self.cos.device != q.device:
-            self._build(q.device, q.dtype, max(need, self.max_positions))
-        cos = self.cos[positions].unsqueeze(1)
-        sin = self.sin[positions].unsqueeze(1)
-        return _rotate(q, cos, sin), _rotate(k, cos, sin)
+        if self.cos is None or self.cos.shape[0] < need or self.cos.device != like.device \
+                or self.cos.dtype != like.dtype:
+            self._build(like.device, like.dtype, max(need, self.max_positions))
+        cos, sin = self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)
+        self._step = (positions, cos, sin)
+        return cos, sin
 
-
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]
-    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+    def forward(self, positions: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """x: [T, heads, d] (queries and keys side by side) -> a rotated copy."""
+        cos, sin = self._rows(positions, x)
+        half = x.shape[-1] // 2
+        x1, x2 = x[..., :half], x[..., half:]
+        return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)

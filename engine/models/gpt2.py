@@ -1,6 +1,8 @@
 """GPT-2: learned positions, pre-LayerNorm blocks, fused c_attn stored as Conv1D ([in, out]),
 gelu_new MLP, LM head tied to the token embedding."""
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -17,14 +19,15 @@ class GPT2Block(nn.Module):
         super().__init__()
         h, size, d = cfg.hidden_size, tp().size, cfg.head_dim
         self.ln_1 = nn.LayerNorm(h, eps=cfg.norm_eps)
-        self.c_attn = ColumnParallelLinear(h, [Part(cfg.num_heads, d)] * 3, bias=True)
-        self.c_proj = RowParallelLinear(h, h, bias=True)
+        self.c_attn = ColumnParallelLinear(h, [Part(cfg.num_heads, d)] * 3, bias=True,
+                                           transposed=True)
+        self.c_proj = RowParallelLinear(h, h, bias=True, transposed=True)
         self.heads, self.d = cfg.num_heads // size, d
         self.attn = PagedAttention(self.heads, self.heads, d, d ** -0.5)
         self.ln_2 = nn.LayerNorm(h, eps=cfg.norm_eps)
         inner = Part(size, cfg.intermediate_size // size)
-        self.c_fc = ColumnParallelLinear(h, [inner], bias=True)
-        self.mlp_proj = RowParallelLinear(cfg.intermediate_size, h, bias=True)
+        self.c_fc = ColumnParallelLinear(h, [inner], bias=True, transposed=True)
+        self.mlp_proj = RowParallelLinear(cfg.intermediate_size, h, bias=True, transposed=True)
         self.act = act_fn(cfg.hidden_act)
 
     def forward(self, hidden, meta):
@@ -34,36 +37,14 @@ class GPT2Block(nn.Module):
                                                 v.reshape(shape), meta))
         return hidden + self.mlp_proj(self.act(self.c_fc(self.ln_2(hidden))))
 
-    def load(self, p: str, fetch) -> None:
-        h = self.ln_1.normalized_shape[0]
-        for j in range(3):  # c_attn packs q, k, v along its output (Conv1D: columns)
-            self.c_attn.load_shard(f"{p}attn.c_attn.weight", j, _cols(fetch, j * h), True)
-            self.c_attn.load_shard(f"{p}attn.c_attn.bias", j, _cols(fetch, j * h))
-        self.c_proj.load_shard(f"{p}attn.c_proj.weight", fetch, transposed=True)
-        self.c_proj.load_shard(f"{p}attn.c_proj.bias", fetch)
-        self.c_fc.load_shard(f"{p}mlp.c_fc.weight", 0, fetch, transposed=True)
-        self.c_fc.load_shard(f"{p}mlp.c_fc.bias", 0, fetch)
-        self.mlp_proj.load_shard(f"{p}mlp.c_proj.weight", fetch, transposed=True)
-        self.mlp_proj.load_shard(f"{p}mlp.c_proj.bias", fetch)
-        for ln in ("ln_1", "ln_2"):
-            _load_ln(getattr(self, ln), f"{p}{ln}", fetch)
-
-
-def _cols(fetch, offset: int):
-    """View of a packed [q|k|v] tensor where slice (start, end) is relative to one part."""
-    def sliced(name, dim, start, end):
-        if name.endswith("bias"):
-            return fetch(name, 0, offset + start, offset + end)
-        return fetch(name, dim, offset + start, offset + end)
-    return sliced
-
-
-def _load_ln(ln: nn.LayerNorm, prefix: str, fetch) -> None:
-    ln.weight.data.copy_(fetch(f"{prefix}.weight", None, None, None))
-    ln.bias.data.copy_(fetch(f"{prefix}.bias", None, None, None))
-
 
 class GPT2LMHeadModel(nn.Module):
+    checkpoint_prefixes = ("transformer.",)
+    # HF nests c_attn/c_proj under attn and mlp; c_attn holds q, k, v in one tensor.
+    packed_modules_mapping: ClassVar[dict] = {"attn.c_attn": ("c_attn", None), "attn.c_proj": ("c_proj", None),
+                              "mlp.c_fc": ("c_fc", None), "mlp.c_proj": ("mlp_proj", None)}
+    tied_weights: ClassVar[dict] = {"lm_head.weight": "wte.weight"}
+
     def __init__(self, cfg: ModelConfig, layer_range, is_first: bool, is_last: bool):
         super().__init__()
         self.cfg, self.is_first, self.is_last = cfg, is_first, is_last
@@ -94,15 +75,3 @@ class GPT2LMHeadModel(nn.Module):
 
     def attention_layers(self) -> list[PagedAttention]:
         return [block.attn for block in self.h.values()]
-
-    def load_weights(self, reader) -> None:
-        prefix = "transformer." if "transformer.wte.weight" in reader.names() else ""
-        for i, block in self.h.items():
-            block.load(f"{prefix}h.{i}.", reader.fetch)
-        if self.is_first:
-            self.wte.load_shard(f"{prefix}wte.weight", reader.fetch)
-            self.wpe.weight.data.copy_(reader.fetch(f"{prefix}wpe.weight", None, None, None))
-        if self.is_last:
-            _load_ln(self.ln_f, f"{prefix}ln_f", reader.fetch)
-            if not self.is_first:
-                self.lm_head.load_shard(f"{prefix}wte.weight", reader.fetch)

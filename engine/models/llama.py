@@ -4,6 +4,8 @@ Readable top to bottom; distribution is data: TP via the parallel layers' shard 
 layer range this stage owns (other layers are never built).
 """
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -18,28 +20,27 @@ from engine.parallel.parallel_state import tp
 
 
 class LlamaAttention(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, rotary: RotaryEmbedding):
         super().__init__()
         size = tp().size
         d = cfg.head_dim
         self.q_part, self.kv_part = Part(cfg.num_heads, d), Part(cfg.num_kv_heads, d)
         self.qkv_proj = ColumnParallelLinear(cfg.hidden_size, [self.q_part, self.kv_part,
-                                                               self.kv_part], cfg.attention_bias)
+                                                               self.kv_part], cfg.attention_bias,
+                                             shard_ids=("q", "k", "v"))
         self.o_proj = RowParallelLinear(cfg.num_heads * d, cfg.hidden_size, bias=False)
         self.heads, self.kv_heads = cfg.num_heads // size, self.kv_part.local_units(size)
-        self.rotary = RotaryEmbedding(d, cfg.max_position_embeddings, cfg.rope_theta,
-                                      cfg.rope_scaling)
+        self.rotary = rotary
         self.attn = PagedAttention(self.heads, self.kv_heads, d, d ** -0.5)
         self.d = d
 
     def forward(self, positions, x, meta):
         qkv = self.qkv_proj(x)
-        q_len, kv_len = self.heads * self.d, self.kv_heads * self.d
-        q, k, v = qkv.split([q_len, kv_len, kv_len], dim=-1)
-        q = q.view(-1, self.heads, self.d)
-        k = k.view(-1, self.kv_heads, self.d)
-        q, k = self.rotary(positions, q, k)
-        out = self.attn(q, k, v.reshape(-1, self.kv_heads, self.d), meta)
+        qk_len = (self.heads + self.kv_heads) * self.d
+        # Queries and keys rotate together: one set of elementwise ops instead of two.
+        qk = self.rotary(positions, qkv[:, :qk_len].view(-1, self.heads + self.kv_heads, self.d))
+        q, k = qk[:, :self.heads], qk[:, self.heads:]
+        out = self.attn(q, k, qkv[:, qk_len:].view(-1, self.kv_heads, self.d), meta)
         return self.o_proj(out)
 
 
@@ -48,7 +49,7 @@ class LlamaMLP(nn.Module):
         super().__init__()
         part = Part(1, cfg.intermediate_size)
         self.gate_up_proj = ColumnParallelLinear(cfg.hidden_size, [_split(part), _split(part)],
-                                                 bias=False)
+                                                 bias=False, shard_ids=("gate", "up"))
         self.down_proj = RowParallelLinear(cfg.intermediate_size, cfg.hidden_size, bias=False)
 
     def forward(self, x):
@@ -62,10 +63,10 @@ def _split(part: Part) -> Part:
 
 
 class LlamaDecoderLayer(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, rotary: RotaryEmbedding):
         super().__init__()
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.norm_eps)
-        self.self_attn = LlamaAttention(cfg)
+        self.self_attn = LlamaAttention(cfg, rotary)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.norm_eps)
         self.mlp = LlamaMLP(cfg)
 
@@ -80,6 +81,12 @@ class LlamaDecoderLayer(nn.Module):
 
 
 class LlamaForCausalLM(nn.Module):
+    checkpoint_prefixes = ("model.",)
+    packed_modules_mapping: ClassVar[dict] = {
+        "q_proj": ("qkv_proj", "q"), "k_proj": ("qkv_proj", "k"), "v_proj": ("qkv_proj", "v"),
+        "gate_proj": ("gate_up_proj", "gate"), "up_proj": ("gate_up_proj", "up"),
+    }
+
     def __init__(self, cfg: ModelConfig, layer_range: tuple[int, int], is_first: bool,
                  is_last: bool):
         super().__init__()
@@ -87,12 +94,17 @@ class LlamaForCausalLM(nn.Module):
         self.is_first, self.is_last = is_first, is_last
         self.embed_tokens = VocabParallelEmbedding(cfg.vocab_size, cfg.hidden_size) \
             if is_first else None
-        self.layers = nn.ModuleDict({str(i): LlamaDecoderLayer(cfg) for i in range(*layer_range)})
+        rotary = RotaryEmbedding(cfg.head_dim, cfg.max_position_embeddings, cfg.rope_theta,
+                                 cfg.rope_scaling)
+        self.layers = nn.ModuleDict({str(i): LlamaDecoderLayer(cfg, rotary)
+                                     for i in range(*layer_range)})
         if is_last:
             self.norm = RMSNorm(cfg.hidden_size, cfg.norm_eps)
             self.lm_head = ParallelLMHead(cfg.vocab_size, cfg.hidden_size)
             if is_first and cfg.tie_word_embeddings:
                 self.lm_head.weight = self.embed_tokens.weight  # one copy when both live here
+        self.tied_weights = {"lm_head.weight": "embed_tokens.weight"} \
+            if cfg.tie_word_embeddings else {}
 
     def forward(self, input_ids, positions, meta, intermediate=None):
         if self.is_first:
@@ -116,26 +128,3 @@ class LlamaForCausalLM(nn.Module):
 
     def attention_layers(self) -> list[PagedAttention]:
         return [layer.self_attn.attn for layer in self.layers.values()]
-
-    def load_weights(self, reader) -> None:
-        for i, layer in self.layers.items():
-            p = f"model.layers.{i}."
-            for j, proj in enumerate(("q_proj", "k_proj", "v_proj")):
-                for kind in ("weight", "bias") if self.cfg.attention_bias else ("weight",):
-                    layer.self_attn.qkv_proj.load_shard(f"{p}self_attn.{proj}.{kind}", j,
-                                                        reader.fetch)
-            layer.self_attn.o_proj.load_shard(f"{p}self_attn.o_proj.weight", reader.fetch)
-            for j, proj in enumerate(("gate_proj", "up_proj")):
-                layer.mlp.gate_up_proj.load_shard(f"{p}mlp.{proj}.weight", j, reader.fetch)
-            layer.mlp.down_proj.load_shard(f"{p}mlp.down_proj.weight", reader.fetch)
-            for norm in ("input_layernorm", "post_attention_layernorm"):
-                getattr(layer, norm).weight.data.copy_(reader.fetch(f"{p}{norm}.weight", None,
-                                                                    None, None))
-        if self.embed_tokens is not None:
-            self.embed_tokens.load_shard("model.embed_tokens.weight", reader.fetch)
-        if self.is_last:
-            self.norm.weight.data.copy_(reader.fetch("model.norm.weight", None, None, None))
-            head = "model.embed_tokens.weight" if self.cfg.tie_word_embeddings \
-                else "lm_head.weight"
-            if not (self.is_first and self.cfg.tie_word_embeddings):
-                self.lm_head.load_shard(head, reader.fetch)

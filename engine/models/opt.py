@@ -1,6 +1,8 @@
 """OPT: learned positions offset by 2, LayerNorm before (or, for 350m, after) each block,
 ReLU MLP, optional project_in/project_out when word_embed_proj_dim != hidden."""
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -14,17 +16,13 @@ from engine.parallel.parallel_state import tp
 POSITION_OFFSET = 2  # OPT's learned position table starts at index 2
 
 
-def _ln(prefix: str, ln: nn.LayerNorm, fetch) -> None:
-    ln.weight.data.copy_(fetch(f"{prefix}.weight", None, None, None))
-    ln.bias.data.copy_(fetch(f"{prefix}.bias", None, None, None))
-
-
 class OPTDecoderLayer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         h, size, d, b = cfg.hidden_size, tp().size, cfg.head_dim, cfg.attention_bias
         self.pre_ln = cfg.do_layer_norm_before
-        self.qkv = ColumnParallelLinear(h, [Part(cfg.num_heads, d)] * 3, bias=b)
+        self.qkv = ColumnParallelLinear(h, [Part(cfg.num_heads, d)] * 3, bias=b,
+                                        shard_ids=("q", "k", "v"))
         self.out_proj = RowParallelLinear(h, h, bias=b)
         self.heads, self.d = cfg.num_heads // size, d
         self.attn = PagedAttention(self.heads, self.heads, d, d ** -0.5)
@@ -46,20 +44,15 @@ class OPTDecoderLayer(nn.Module):
         hidden = hidden + self.fc2(self.act(self.fc1(x)))
         return hidden if self.pre_ln else self.final_layer_norm(hidden)
 
-    def load(self, p: str, fetch, bias: bool) -> None:
-        kinds = ("weight", "bias") if bias else ("weight",)
-        for j, proj in enumerate(("q_proj", "k_proj", "v_proj")):
-            for kind in kinds:
-                self.qkv.load_shard(f"{p}self_attn.{proj}.{kind}", j, fetch)
-        for kind in kinds:
-            self.out_proj.load_shard(f"{p}self_attn.out_proj.{kind}", fetch)
-            self.fc1.load_shard(f"{p}fc1.{kind}", 0, fetch)
-            self.fc2.load_shard(f"{p}fc2.{kind}", fetch)
-        _ln(f"{p}self_attn_layer_norm", self.self_attn_layer_norm, fetch)
-        _ln(f"{p}final_layer_norm", self.final_layer_norm, fetch)
-
 
 class OPTForCausalLM(nn.Module):
+    checkpoint_prefixes = ("model.decoder.", "decoder.")
+    packed_modules_mapping: ClassVar[dict] = {
+        "self_attn.q_proj": ("qkv", "q"), "self_attn.k_proj": ("qkv", "k"),
+        "self_attn.v_proj": ("qkv", "v"), "self_attn.out_proj": ("out_proj", None),
+    }
+    tied_weights: ClassVar[dict] = {"lm_head.weight": "embed_tokens.weight"}
+
     def __init__(self, cfg: ModelConfig, layer_range, is_first: bool, is_last: bool):
         super().__init__()
         self.cfg, self.is_first, self.is_last = cfg, is_first, is_last
@@ -106,23 +99,3 @@ class OPTForCausalLM(nn.Module):
 
     def attention_layers(self) -> list[PagedAttention]:
         return [layer.attn for layer in self.layers.values()]
-
-    def load_weights(self, reader) -> None:
-        names = reader.names()
-        p = "model.decoder." if "model.decoder.embed_tokens.weight" in names else "decoder."
-        f = reader.fetch
-        for i, layer in self.layers.items():
-            layer.load(f"{p}layers.{i}.", f, self.cfg.attention_bias)
-        if self.is_first:
-            self.embed_tokens.load_shard(f"{p}embed_tokens.weight", f)
-            self.embed_positions.weight.data.copy_(f(f"{p}embed_positions.weight", None, None,
-                                                     None))
-            if self.projected:
-                self.project_in.weight.data.copy_(f(f"{p}project_in.weight", None, None, None))
-        if self.is_last:
-            if self.final_layer_norm is not None:
-                _ln(f"{p}final_layer_norm", self.final_layer_norm, f)
-            if self.projected:
-                self.project_out.weight.data.copy_(f(f"{p}project_out.weight", None, None, None))
-            if not self.is_first:
-                self.lm_head.load_shard(f"{p}embed_tokens.weight", f)

@@ -4,6 +4,7 @@ import torch
 from tqdm.auto import tqdm
 
 from engine.model_config import ModelConfig
+from engine.models.loader import load_model_weights
 from onenode.errors import ModelLoadError
 
 
@@ -46,7 +47,7 @@ def load_weights(model: torch.nn.Module, source, progress: bool = False) -> None
     reader.fetch = fetch
     try:
         with torch.no_grad():
-            model.load_weights(reader)
+            load_model_weights(model, reader)
     finally:
         bar.close()
 

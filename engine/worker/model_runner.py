@@ -18,6 +18,7 @@ from engine.models.registry import build_model, load_weights
 from engine.parallel import parallel_state as ps
 from engine.parallel.pp_partition import stage_layer_range
 from engine.worker.inputs import dummy_inputs, prepare_inputs
+from engine.worker.warm_up import warm_up
 
 log = logging.getLogger("onenode.worker")
 
@@ -102,13 +103,10 @@ class ModelRunner:
             self.model.compute_logits(out[inputs.sample_indices])
 
     def init_cache(self, num_blocks: int) -> None:
-        # On CPU, torch.empty of a large tensor maps fresh zero pages that only become resident
-        # when written, so a generous kv_cache_space_gib costs memory only as it fills.
-        alloc = torch.zeros if self.device.type == "cuda" else torch.empty
         for attn in self.model.attention_layers():
-            shape = (num_blocks, self.config.block_size, attn.num_kv_heads, attn.head_dim)
-            attn.k_cache = alloc(shape, dtype=self.dtype, device=self.device)
-            attn.v_cache = alloc(shape, dtype=self.dtype, device=self.device)
+            attn.allocate_cache(num_blocks, self.config.block_size, self.dtype, self.device)
+        warm_up(self.model, self.config.block_size, num_blocks, self.is_first, self.is_last,
+                self.device)
 
     def intermediate_spec(self, num_tokens: int) -> dict:
         """Shapes and dtypes of the hidden states this stage receives for a step."""

@@ -57,6 +57,14 @@ def test_other_families_tp2_pp2(tmp_path, maker):
     assert tokens == hf_greedy(path, prompts, NEW)
 
 
+def test_kv_heads_replicated_when_tp_exceeds_them(tmp_path):
+    """One KV head, TP=2: each rank holds a copy of it beside its own query heads."""
+    path = make_llama(tmp_path, num_layers=2, heads=4, kv_heads=1)
+    prompts = make_prompts(path, lengths=(6, 21))
+    tokens, _ = run(path, prompts, tensor_parallel_size=2, distributed_executor_backend="mp")
+    assert tokens == hf_greedy(path, prompts, NEW)
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     ray = pytest.importorskip("ray")

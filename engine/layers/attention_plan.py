@@ -1,0 +1,85 @@
+"""Which cache blocks each query reads, built once per step and shared by every layer.
+
+Decode rows (one new token) are sorted by context length and cut into buckets of
+`DECODE_BUCKET_SEQS` sequences; a bucket pads only to its own longest context, so a batch of
+mixed lengths wastes little. Prefill sequences keep their own rows; one without a cached prefix
+needs no cache read at all (its keys are the new tokens themselves).
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+from engine.layers.attention_metadata import AttentionMetadata
+
+DECODE_BUCKET_SEQS = 16
+
+
+@dataclass(frozen=True)
+class DecodeBucket:
+    rows: torch.Tensor  # [n] query rows (token indices) of this bucket's sequences
+    blocks: torch.Tensor  # [n * nb] block ids, each sequence padded to nb blocks
+    num_seqs: int
+    width: int  # nb * block_size keys per sequence
+    mask: torch.Tensor | None  # [n, 1, 1, width] True where a key exists; None: all do
+
+
+@dataclass(frozen=True)
+class PrefillSeq:
+    start: int  # query rows [start, end)
+    end: int
+    length: int  # keys: cached prefix + new tokens
+    blocks: torch.Tensor | None  # block ids to gather; None when nothing was cached before
+
+
+@dataclass(frozen=True)
+class AttentionPlan:
+    decode: list[DecodeBucket]
+    prefill: list[PrefillSeq]
+
+
+def attention_plan(meta: AttentionMetadata) -> AttentionPlan:
+    """The plan for this step, built by the first layer that asks and cached on `meta`."""
+    plan = getattr(meta, "_plan", None)
+    if plan is None:
+        decode, prefill = [], []
+        qsl = meta.query_start_loc
+        for s, length in enumerate(meta.seq_lens):
+            if qsl[s + 1] - qsl[s] == 1 and length > 1:
+                decode.append(s)
+            else:
+                prefill.append(_prefill_seq(meta, s))
+        plan = AttentionPlan(_decode_buckets(meta, decode), prefill)
+        meta._plan = plan
+    return plan
+
+
+def _prefill_seq(meta: AttentionMetadata, s: int) -> PrefillSeq:
+    start, end = meta.query_start_loc[s], meta.query_start_loc[s + 1]
+    length = meta.seq_lens[s]
+    blocks = None
+    if length > end - start:
+        blocks = meta.block_tables[s, :-(-length // meta.block_size)]
+    return PrefillSeq(start, end, length, blocks)
+
+
+def _decode_buckets(meta: AttentionMetadata, seqs: list[int]) -> list[DecodeBucket]:
+    seqs = sorted(seqs, key=lambda s: meta.seq_lens[s])
+    device = meta.block_tables.device
+    buckets = []
+    for i in range(0, len(seqs), DECODE_BUCKET_SEQS):
+        part = seqs[i:i + DECODE_BUCKET_SEQS]
+        lens = [meta.seq_lens[s] for s in part]
+        nb = -(-lens[-1] // meta.block_size)
+        width = nb * meta.block_size
+        index = torch.tensor(part, dtype=torch.long, device=device)
+        # Table padding is block 0: finite data, masked out below.
+        blocks = meta.block_tables.index_select(0, index)[:, :nb].reshape(-1)
+        mask = None
+        if lens[0] != width:
+            lens_t = torch.tensor(lens, device=device).unsqueeze(1)
+            mask = (torch.arange(width, device=device).unsqueeze(0) < lens_t)[:, None, None]
+        rows = torch.tensor([meta.query_start_loc[s] for s in part], dtype=torch.long,
+                            device=device)
+        buckets.append(DecodeBucket(rows, blocks, len(part), width, mask))
+    return buckets
