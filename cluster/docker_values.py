@@ -5,9 +5,9 @@ returns structured data for docker-py; a malformed value is a one-line ConfigErr
 accepted forms.
 """
 
-import ipaddress
 import re
 
+from cluster.args import is_ip
 from onenode.errors import ConfigError
 
 RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
@@ -75,7 +75,7 @@ def publish(text: str) -> tuple[str, str, int | None]:
     if len(parts) not in (1, 2) or (proto or "tcp") not in ("tcp", "udp", "sctp"):
         raise bad
     host_port = parts[0] if len(parts) == 2 else ""
-    if (ip and not _is_ip(ip)) or not _port(parts[-1]) or (host_port and not _port(host_port)):
+    if (ip and not is_ip(ip)) or not _port(parts[-1]) or (host_port and not _port(host_port)):
         raise bad
     return f"{int(parts[-1])}/{proto or 'tcp'}", ip, int(host_port) if host_port else None
 
@@ -84,7 +84,7 @@ def add_host(text: str) -> tuple[str, str]:
     """HOST:IP or HOST=IP (IP may be IPv6 or host-gateway) -> (host, ip)."""
     sep = "=" if "=" in text else ":"
     host, _, ip = text.partition(sep)
-    if not host or not (ip == "host-gateway" or _is_ip(ip.strip("[]"))):
+    if not host or not (ip == "host-gateway" or is_ip(ip.strip("[]"))):
         raise ConfigError(f"--add-host {text!r} must be HOST:IP, e.g. node1:10.0.0.2")
     return host, ip.strip("[]")
 
@@ -157,12 +157,4 @@ def _env_item(env: dict, item: str, caller_env: dict, where: str) -> None:
 
 def _port(text: str) -> bool:
     return text.isdigit() and 0 < int(text) < 65536
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-        return True
-    except ValueError:
-        return False
 
