@@ -9,7 +9,7 @@ STAMP := $(VENV)/.onenode-$(shell cat pyproject.toml $(LOCK) | sha256sum | cut -
 PYTEST_ARGS ?=
 VARIANT ?= cpu
 
-.PHONY: venv lock docker image test test-fast demo down clean
+.PHONY: venv kernels lock docker image test test-fast demo down clean
 
 venv: $(STAMP)
 
@@ -24,6 +24,11 @@ $(STAMP): pyproject.toml $(LOCK)
 	sed -e '/^ *--hash/d' -e '/^ *#/d' -e 's/ *\\$$//' -e 's/===/==/' $(LOCK) > $(VENV)/constraints.txt
 	$(VENV)/bin/pip install -q -c $(VENV)/constraints.txt -e '.[test]'
 	@rm -f $(VENV)/.onenode-* && touch $(STAMP)
+
+# The engine's C++ CPU kernels, compiled once into ~/.cache/onenode/kernels (a no-op when the
+# sources are unchanged). Without a compiler the engine falls back to PyTorch, so this never fails.
+kernels: venv
+	@$(VENV)/bin/python -m engine.kernels || true
 
 # Re-resolve images/requirements.txt into images/lock-{cpu,cuda}.txt (uv, from PyPI). Commit all
 # three. Needs the index, plus the torch +cpu wheel: UV_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
@@ -43,12 +48,12 @@ image: venv docker
 
 # Full suite, Docker e2e included. pytest's exit code 5 (no tests collected) is not a failure.
 # ONENODE_REQUIRE_DOCKER=1: here a missing engine is a failure, not a skip.
-test: image
+test: image kernels
 	ONENODE_REQUIRE_DOCKER=1 ONENODE_TEST_IMAGE=$$(cat .onenode/image.tag) \
 	  $(VENV)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
 
 # Unit tests only (no Docker): seconds to a couple of minutes.
-test-fast: venv
+test-fast: venv kernels
 	$(VENV)/bin/python -m pytest -m "not docker and not slow" $(PYTEST_ARGS)
 
 demo: image

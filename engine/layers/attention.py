@@ -4,7 +4,9 @@ Each layer's cache is [kv_heads, num_blocks, block_size, head_dim]. Gathering a 
 along dim 1 copies whole blocks (index_select, not token by token) and yields, per KV head, its
 keys as one contiguous [L, head_dim] matrix: the layout SDPA's CPU and CUDA kernels read fastest.
 
-- Decode rows run per length bucket (engine/layers/attention_plan.py, built once per step): one
+- On CPU, decode rows go to the C++ kernel (engine/kernels/paged_decode.cpp), which walks each
+  sequence's block table and reads K/V in place: no copy, no padding. Without it (no compiler,
+  ONENODE_CPU_KERNELS=0, or CUDA), decode rows run per length bucket (engine/layers/attention_plan.py, built once per step): one
   SDPA call per bucket, padded only to the bucket's longest context. The query heads sharing a KV
   head become that head's query rows, so GQA needs no copy of K/V per query head.
 - Prefill rows attend causally to their context; a sequence without a cached prefix reads its
@@ -18,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn.functional import scaled_dot_product_attention as sdpa
 
+from engine.kernels.build import load as load_cpu_kernels
 from engine.layers.attention_metadata import AttentionMetadata
 from engine.layers.attention_plan import attention_plan
 
@@ -37,6 +40,7 @@ class PagedAttention(nn.Module):
         self.scale = scale
         self.k_cache: torch.Tensor | None = None
         self.v_cache: torch.Tensor | None = None
+        self.in_place = False  # decode through the CPU kernel
 
     def allocate_cache(self, num_blocks: int, block_size: int, dtype, device) -> None:
         """Zeroed, because decode reads whole blocks: the unwritten tail of a sequence's last
@@ -45,6 +49,7 @@ class PagedAttention(nn.Module):
         generous kv_cache_space_gib costs memory only as the cache fills."""
         shape = (self.num_kv_heads, num_blocks, block_size, self.head_dim)
         self.k_cache, self.v_cache = (_zeros(shape, dtype, device) for _ in range(2))
+        self.in_place = torch.device(device).type == "cpu" and load_cpu_kernels()
 
     def forward(self, q, k, v, meta: AttentionMetadata) -> torch.Tensor:
         """q: [T, h, d]; k, v: [T, kvh, d] -> [T, h*d]."""
@@ -53,13 +58,22 @@ class PagedAttention(nn.Module):
         kvh, d = self.num_kv_heads, self.head_dim
         self.k_cache.view(kvh, -1, d).index_copy_(1, meta.slot_mapping, k.transpose(0, 1))
         self.v_cache.view(kvh, -1, d).index_copy_(1, meta.slot_mapping, v.transpose(0, 1))
-        plan = attention_plan(meta)
+        plan = attention_plan(meta, self.in_place)
+        if plan.batch is not None and plan.batch.rows is None:
+            return self._decode_in_place(q, plan.batch)
         out = q.new_empty(q.shape[0], self.num_heads * d)
+        if plan.batch is not None:
+            out.index_copy_(0, plan.batch.rows,
+                            self._decode_in_place(q.index_select(0, plan.batch.rows), plan.batch))
         for bucket in plan.decode:
             out.index_copy_(0, bucket.rows, self._decode(q.index_select(0, bucket.rows), bucket))
         for p in plan.prefill:
             out[p.start:p.end] = self._prefill(q, k, v, p)
         return out
+
+    def _decode_in_place(self, q, batch) -> torch.Tensor:
+        return torch.ops.onenode.paged_decode(q, self.k_cache, self.v_cache, batch.tables,
+                                              batch.lens, self.scale)
 
     def _decode(self, q, bucket) -> torch.Tensor:
         """q: [n, h, d] -> [n, h*d] over the bucket's padded contexts."""
@@ -94,13 +108,16 @@ class PagedAttention(nn.Module):
         return torch.cat(outs, dim=0)
 
     def _causal(self, q, keys, vals) -> torch.Tensor:
-        """q: [h, n, d] are the last n positions of a context of L keys: [kvh, L, d]."""
+        """q: [h, n, d] are the last n positions of a context of L keys: [kvh, L, d].
+        Batched 4-D inputs: with 3-D ones SDPA's CPU dispatch picks the math kernel (~8x
+        slower on a 512-token prompt) instead of the flash one."""
         n, length = q.shape[1], keys.shape[1]
         gqa = self.num_heads != self.num_kv_heads
+        q, keys, vals = q[None], keys[None], vals[None]
         if n == length:
             out = sdpa(q, keys, vals, is_causal=True, scale=self.scale, enable_gqa=gqa)
         else:
             pos = torch.arange(length - n, length, device=q.device).unsqueeze(1)
             mask = torch.arange(length, device=q.device).unsqueeze(0) <= pos  # [n, L]
             out = sdpa(q, keys, vals, attn_mask=mask, scale=self.scale, enable_gqa=gqa)
-        return out.transpose(0, 1).reshape(n, -1)
+        return out[0].transpose(0, 1).reshape(n, -1)

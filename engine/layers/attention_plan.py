@@ -1,8 +1,9 @@
 """Which cache blocks each query reads, built once per step and shared by every layer.
 
-Decode rows (one new token) are sorted by context length and cut into buckets of
-`DECODE_BUCKET_SEQS` sequences; a bucket pads only to its own longest context, so a batch of
-mixed lengths wastes little. Prefill sequences keep their own rows; one without a cached prefix
+Decode rows (one new token) either go all at once to the in-place CPU kernel (engine/kernels:
+block tables and lengths, nothing gathered), or, for the PyTorch path, are sorted by context length
+and cut into buckets of `DECODE_BUCKET_SEQS` sequences; a bucket pads only to its own longest
+context, so a batch of mixed lengths wastes little. Prefill sequences keep their own rows; one without a cached prefix
 needs no cache read at all (its keys are the new tokens themselves).
 """
 
@@ -25,6 +26,14 @@ class DecodeBucket:
 
 
 @dataclass(frozen=True)
+class DecodeBatch:
+    """Every decode row of the step, for the kernel that reads the cache in place."""
+    rows: torch.Tensor | None  # [n] query rows; None: the step's rows are exactly these, in order
+    tables: torch.Tensor  # [n, max_blocks] block tables of those sequences
+    lens: torch.Tensor  # [n] context lengths
+
+
+@dataclass(frozen=True)
 class PrefillSeq:
     start: int  # query rows [start, end)
     end: int
@@ -34,12 +43,14 @@ class PrefillSeq:
 
 @dataclass(frozen=True)
 class AttentionPlan:
-    decode: list[DecodeBucket]
+    decode: list[DecodeBucket]  # the PyTorch path's buckets (empty when `batch` is set)
     prefill: list[PrefillSeq]
+    batch: DecodeBatch | None = None  # the in-place kernel's input
 
 
-def attention_plan(meta: AttentionMetadata) -> AttentionPlan:
-    """The plan for this step, built by the first layer that asks and cached on `meta`."""
+def attention_plan(meta: AttentionMetadata, in_place: bool = False) -> AttentionPlan:
+    """The plan for this step, built by the first layer that asks and cached on `meta`.
+    `in_place`: decode rows go to the in-place kernel as one batch instead of buckets."""
     plan = getattr(meta, "_plan", None)
     if plan is None:
         decode, prefill = [], []
@@ -49,7 +60,10 @@ def attention_plan(meta: AttentionMetadata) -> AttentionPlan:
                 decode.append(s)
             else:
                 prefill.append(_prefill_seq(meta, s))
-        plan = AttentionPlan(_decode_buckets(meta, decode), prefill)
+        if in_place and decode:
+            plan = AttentionPlan([], prefill, _decode_batch(meta, decode))
+        else:
+            plan = AttentionPlan(_decode_buckets(meta, decode), prefill)
         meta._plan = plan
     return plan
 
@@ -83,3 +97,13 @@ def _decode_buckets(meta: AttentionMetadata, seqs: list[int]) -> list[DecodeBuck
                             device=device)
         buckets.append(DecodeBucket(rows, blocks, len(part), width, mask))
     return buckets
+
+
+def _decode_batch(meta: AttentionMetadata, seqs: list[int]) -> DecodeBatch:
+    device = meta.block_tables.device
+    lens = torch.tensor([meta.seq_lens[s] for s in seqs], dtype=torch.long, device=device)
+    if len(seqs) == meta.num_seqs:  # a decode-only step: no row selection at all
+        return DecodeBatch(None, meta.block_tables, lens)
+    index = torch.tensor(seqs, dtype=torch.long, device=device)
+    rows = torch.tensor([meta.query_start_loc[s] for s in seqs], dtype=torch.long, device=device)
+    return DecodeBatch(rows, meta.block_tables.index_select(0, index), lens)

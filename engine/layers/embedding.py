@@ -4,6 +4,7 @@ split into contiguous row ranges, one per rank."""
 import torch
 from torch import nn
 
+from engine.layers.linear import linear
 from engine.parallel.parallel_state import tp, tp_all_gather, tp_all_reduce
 
 
@@ -42,5 +43,5 @@ class ParallelLMHead(VocabParallelEmbedding):
     """Logits for this rank's vocab slice, gathered so every rank sees the full vocabulary."""
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        local = nn.functional.linear(hidden, self.weight)
+        local = linear(hidden, self.weight)
         return tp_all_gather(local, dim=-1)[..., : self.vocab_size].float()

@@ -11,7 +11,47 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from engine.kernels.build import enabled as cpu_fast_paths
+from engine.kernels.build import load as cpu_kernels
 from engine.parallel.parallel_state import tp, tp_all_reduce
+
+# oneDNN's blocked weight layout: its GEMMs beat MKL's on a plain [out, in] weight by 10-20 % on
+# prefill and by 1.5-2x on decode batches (docs/performance.md). The hint is the expected rows.
+PACK_ROWS_HINT = 64
+
+# Up to this many rows (batch-1..4 decode) a GEMM only streams the weight; the C++ kernel
+# (engine/kernels/skinny_gemm.cpp) does that at ~2x MKL's rate. Beyond it MKL is as fast or faster.
+SKINNY_ROWS = 4
+
+
+def pack_cpu_weights(model: nn.Module) -> int:
+    """Reorder every CPU Column/RowParallelLinear weight into oneDNN's layout, in place of the
+    plain one (no second copy). Returns how many were packed; 0 where oneDNN is missing or
+    ONENODE_CPU_KERNELS=0, and those layers keep calling MKL through `linear`."""
+    if not (torch.backends.mkldnn.is_available() and cpu_fast_paths()):
+        return 0
+    packed = 0
+    for m in model.modules():
+        if isinstance(m, ColumnParallelLinear | RowParallelLinear) \
+                and m.weight.device.type == "cpu":
+            m.packed = torch.ops.mkldnn._reorder_linear_weight(m.weight.data, PACK_ROWS_HINT)
+            m.weight.data = m.weight.data.new_empty(0)
+            packed += 1
+    return packed
+
+
+def _forward(module, x: torch.Tensor) -> torch.Tensor:
+    if module.packed is not None:
+        return torch.ops.mkldnn._linear_pointwise(x, module.packed, module.bias, "none", [], "")
+    return linear(x, module.weight, module.bias)
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None):
+    """x @ weight^T (+ bias), through the skinny CPU kernel when x has few rows."""
+    if x.dim() == 2 and x.shape[0] <= SKINNY_ROWS and x.device.type == "cpu" \
+            and weight.is_contiguous() and cpu_kernels():
+        return torch.ops.onenode.skinny_gemm(x, weight, bias)
+    return nn.functional.linear(x, weight, bias)
 
 
 @dataclass(frozen=True)
@@ -53,9 +93,10 @@ class ColumnParallelLinear(nn.Module):
             self.offsets.append(self.offsets[-1] + p.local_rows(g.size))
         self.weight = _param(torch.empty(self.offsets[-1], in_features), self, self.shard_ids)
         self.bias = _param(torch.empty(self.offsets[-1]), self, self.shard_ids) if bias else None
+        self.packed: torch.Tensor | None = None  # oneDNN's layout, set by pack_cpu_weights
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.linear(x, self.weight, self.bias)
+        return _forward(self, x)
 
     def weight_loader(self, param, fetch, shard_id=None) -> None:
         """Copy this rank's rows of part `shard_id` (or of every part, read from one tensor
@@ -83,9 +124,14 @@ class RowParallelLinear(nn.Module):
         self.in_local, self.transposed = in_features // g.size, transposed
         self.weight = _param(torch.empty(out_features, self.in_local), self)
         self.bias = _param(torch.empty(out_features)) if bias else None
+        self.packed: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = tp_all_reduce(nn.functional.linear(x, self.weight))
+        if self.packed is not None:  # bias after the reduce: added once, not per rank
+            y = torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [], "")
+        else:
+            y = linear(x, self.weight)
+        y = tp_all_reduce(y)
         return y + self.bias if self.bias is not None else y
 
     def weight_loader(self, param, fetch, shard_id=None) -> None:

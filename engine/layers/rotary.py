@@ -5,6 +5,8 @@ import math
 import torch
 from torch import nn
 
+from engine.kernels.build import load as cpu_kernels
+
 
 def inv_frequencies(head_dim: int, theta: float, scaling: dict | None) -> torch.Tensor:
     inv = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
@@ -62,6 +64,9 @@ class RotaryEmbedding(nn.Module):
     def forward(self, positions: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """x: [T, heads, d] (queries and keys side by side) -> a rotated copy."""
         cos, sin = self._rows(positions, x)
+        if x.device.type == "cpu" and x.stride(-1) == 1 and x.stride(1) == x.shape[-1] \
+                and cpu_kernels():  # one pass, same rounding
+            return torch.ops.onenode.rotary(x, cos.squeeze(1), sin.squeeze(1))
         half = x.shape[-1] // 2
         x1, x2 = x[..., :half], x[..., half:]
         return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)

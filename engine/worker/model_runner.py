@@ -12,6 +12,7 @@ import torch
 from engine.config import EngineConfig
 from engine.core import kv_blocks
 from engine.core.scheduler_output import ModelRunnerOutput, SchedulerOutput
+from engine.layers.linear import pack_cpu_weights
 from engine.layers.sampler import sample
 from engine.model_source import resolve_model
 from engine.models.registry import build_model, load_weights
@@ -61,6 +62,8 @@ class ModelRunner:
         show = ps.tp().rank == 0 and self.is_first
         load_weights(self.model, self.source, progress=show)
         self.model.eval()
+        if self.device.type == "cpu":
+            pack_cpu_weights(self.model)
 
     def block_bytes(self) -> int:
         return kv_blocks.bytes_per_block(

@@ -14,12 +14,13 @@ def make_prompts(path, lengths, seed: int = 0) -> list[list[int]]:
 
 
 @torch.inference_mode()
-def hf_greedy(path, prompts: list[list[int]], new_tokens: int, gguf_file=None) -> list[list[int]]:
-    """One prompt at a time (no padding effects), fp32, eos ignored."""
+def hf_greedy(path, prompts: list[list[int]], new_tokens: int, gguf_file=None,
+              dtype: torch.dtype = torch.float32) -> list[list[int]]:
+    """One prompt at a time (no padding effects), fp32 unless told, eos ignored."""
     from transformers import AutoModelForCausalLM
 
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, **kwargs).eval()
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, **kwargs).eval()
     # ignore_eos means "do not stop at EOS", not "never emit EOS" (which min_new_tokens does).
     model.generation_config.eos_token_id = None
     outs = []

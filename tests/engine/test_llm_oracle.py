@@ -1,5 +1,6 @@
 """The correctness oracle: greedy tokens from LLM.generate equal HF transformers' generate on the
-same tiny random checkpoint (fp32, CPU) — plain, under preemption, and with prefix-cache hits."""
+same tiny random checkpoint (fp32, CPU; bf16 too) — plain, under preemption, with prefix-cache hits,
+and on the PyTorch fallback without the C++ kernels."""
 
 import pytest
 
@@ -31,6 +32,20 @@ def test_greedy_tokens_equal_hf(checkpoint):
     llm.shutdown()
 
 
+def test_greedy_tokens_equal_hf_in_bfloat16(checkpoint):
+    """bf16 end to end (weights, activations, KV cache) through the CPU kernels and oneDNN,
+    against HF transformers in bf16."""
+    import torch
+
+    _, path = checkpoint
+    prompts = make_prompts(path, lengths=(3, 17, 40, 9))
+    llm = LLM(str(path), kv_cache_space_gib=0.05, dtype="bfloat16")
+    outs = llm.generate(prompts, _greedy(), use_tqdm=False)
+    assert [o.outputs[0].token_ids for o in outs] == hf_greedy(path, prompts, NEW_TOKENS,
+                                                               dtype=torch.bfloat16)
+    llm.shutdown()
+
+
 def test_preemption_keeps_tokens_and_frees_blocks(checkpoint):
     _, path = checkpoint
     prompts = make_prompts(path, lengths=(9, 10, 11, 8, 10, 9))
@@ -54,4 +69,22 @@ def test_shared_prefix_hits_cache_and_keeps_tokens(checkpoint):
     outs = llm.generate(prompts[1:], _greedy(), use_tqdm=False)
     assert llm.engine.block_manager.prefix_cache_hits >= 3 * 32
     assert [o.outputs[0].token_ids for o in outs] == hf_greedy(path, prompts[1:], NEW_TOKENS)
+    llm.shutdown()
+
+
+def test_pytorch_fallback_keeps_greedy_tokens(checkpoint, monkeypatch):
+    """Without the C++ kernels (no compiler, or ONENODE_CPU_KERNELS=0) the PyTorch paths give the
+    same tokens: decode in length buckets, MKL on plain weights for every GEMM."""
+    from engine.kernels import build
+
+    _, path = checkpoint
+    monkeypatch.setattr(build, "_loaded", False)
+    monkeypatch.setenv("ONENODE_CPU_KERNELS", "0")  # no oneDNN packing either
+    prompts = make_prompts(path, lengths=(3, 17, 40, 9))
+    llm = LLM(str(path), kv_cache_space_gib=0.05, dtype="float32")
+    model = llm.engine.executor.worker.runner.model
+    assert not any(a.in_place for a in model.attention_layers())
+    assert not any(getattr(m, "packed", None) is not None for m in model.modules())
+    outs = llm.generate(prompts, _greedy(), use_tqdm=False)
+    assert [o.outputs[0].token_ids for o in outs] == hf_greedy(path, prompts, NEW_TOKENS)
     llm.shutdown()

@@ -43,3 +43,16 @@ def test_prefill_reads_the_cache_only_after_a_cached_prefix():
 def test_plan_is_built_once_per_step():
     meta = _meta([1, 1], [4, 8])
     assert attention_plan(meta) is attention_plan(meta)
+
+
+def test_in_place_plan_hands_every_decode_row_to_the_kernel_at_once():
+    meta = _meta([1, 1, 1], [5, 9, 2])
+    plan = attention_plan(meta, in_place=True)
+    assert not plan.decode and not plan.prefill
+    assert plan.batch.rows is None  # decode-only step: q goes to the kernel as it is
+    assert plan.batch.lens.tolist() == [5, 9, 2] and plan.batch.tables is meta.block_tables
+    mixed = _meta([6, 1, 3, 1], [6, 9, 8, 4])
+    plan = attention_plan(mixed, in_place=True)
+    assert plan.batch.rows.tolist() == [6, 10] and plan.batch.lens.tolist() == [9, 4]
+    assert plan.batch.tables.tolist() == mixed.block_tables[[1, 3]].tolist()
+    assert [p.start for p in plan.prefill] == [0, 7] and not plan.decode

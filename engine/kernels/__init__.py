@@ -1,0 +1,1 @@
+"""The engine's compiled CPU kernels (C++, built once per machine; see build.py)."""

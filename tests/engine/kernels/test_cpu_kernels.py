@@ -1,0 +1,119 @@
+"""The C++ CPU kernels against PyTorch references, and the fallback when they cannot be built.
+
+The model-level oracle (greedy tokens equal to HF for uni, TP and PP) runs through these kernels
+in tests/engine/test_llm_oracle.py and test_parallel_oracle.py; here each kernel is checked
+alone, on shapes the models do not cover (head_dim not a multiple of 8, GQA groups of 1..4,
+scattered blocks, lengths that end mid-block)."""
+
+import pytest
+import torch
+from torch.nn.functional import scaled_dot_product_attention as sdpa
+
+from engine.kernels import build
+
+pytestmark = pytest.mark.skipif(not build.load(), reason="no C++ compiler for the CPU kernels")
+
+
+def _reference_decode(q, kc, vc, tables, lens, scale):
+    kvh, _, bs, d = kc.shape
+    outs = []
+    for s in range(q.shape[0]):
+        n = int(lens[s])
+        blocks = tables[s, :-(-n // bs)]
+        k = kc[:, blocks].reshape(kvh, -1, d)[:, :n].float()
+        v = vc[:, blocks].reshape(kvh, -1, d)[:, :n].float()
+        o = sdpa(q[s].float()[None, :, None], k[None], v[None], scale=scale, enable_gqa=True)
+        outs.append(o.reshape(-1))
+    return torch.stack(outs)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+@pytest.mark.parametrize("heads,kv_heads,d", [(9, 3, 64), (4, 4, 32), (8, 2, 20), (6, 3, 16)])
+def test_paged_decode_matches_sdpa_over_gathered_blocks(dtype, tol, heads, kv_heads, d):
+    g = torch.Generator().manual_seed(heads * d)
+    num_blocks, bs, n = 64, 16, 7
+    kc = torch.randn(kv_heads, num_blocks, bs, d, generator=g).to(dtype)
+    vc = torch.randn(kv_heads, num_blocks, bs, d, generator=g).to(dtype)
+    lens = torch.tensor([1, 5, 16, 17, 40, 100, 3])
+    tables = torch.stack([torch.randperm(num_blocks, generator=g)[:7] for _ in range(n)])
+    q = torch.randn(n, heads, d, generator=g).to(dtype)
+    out = torch.ops.onenode.paged_decode(q, kc, vc, tables, lens, d ** -0.5)
+    assert out.shape == (n, heads * d) and out.dtype == dtype
+    ref = _reference_decode(q, kc, vc, tables, lens, d ** -0.5)
+    torch.testing.assert_close(out.float(), ref, atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 3e-2)])
+@pytest.mark.parametrize("rows,k,n", [(1, 576, 960), (2, 64, 33), (3, 20, 7), (4, 1536, 576),
+                                      (9, 64, 40)])
+def test_skinny_gemm_matches_linear(dtype, tol, rows, k, n):
+    g = torch.Generator().manual_seed(rows * k)
+    x = torch.randn(rows, k, generator=g).to(dtype)
+    w = torch.randn(n, k, generator=g).to(dtype)
+    b = torch.randn(n, generator=g).to(dtype)
+    for bias in (None, b):
+        ref = torch.nn.functional.linear(x.float(), w.float(), None if bias is None else b.float())
+        out = torch.ops.onenode.skinny_gemm(x, w, bias)
+        assert out.dtype == dtype
+        torch.testing.assert_close(out.float(), ref, atol=tol * k ** 0.5, rtol=tol)
+
+
+def test_the_library_is_cached_per_source_torch_and_flags(tmp_path, monkeypatch):
+    monkeypatch.setenv("ONENODE_KERNEL_DIR", str(tmp_path))
+    path = build.library_path()
+    assert path.parent == tmp_path and torch.__version__.split("+")[0] not in path.name
+    assert build.build() == path and path.exists()
+    stamp = path.stat().st_mtime_ns
+    assert build.build() == path and path.stat().st_mtime_ns == stamp  # reused, not rebuilt
+
+
+def test_without_a_compiler_the_engine_falls_back_with_one_warning(tmp_path, monkeypatch,
+                                                                   caplog):
+    monkeypatch.setenv("ONENODE_KERNEL_DIR", str(tmp_path))
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    assert build._try_load() is False
+    assert "PyTorch attention" in caplog.text and "no C++ compiler" in caplog.text
+    monkeypatch.setenv("ONENODE_CPU_KERNELS", "0")
+    assert build._try_load() is False
+
+
+def _rms_reference(x, residual, weight, eps):
+    if residual is not None:
+        x = x + residual
+    var = x.float().pow(2).mean(-1, keepdim=True)
+    return (x.float() * torch.rsqrt(var + eps)).to(x.dtype) * weight, x
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_rms_norm_rounds_like_the_pytorch_module(dtype):
+    g = torch.Generator().manual_seed(1)
+    x, res = (torch.randn(37, 576, generator=g).to(dtype) for _ in range(2))
+    w = (1 + 0.1 * torch.randn(576, generator=g)).to(dtype)
+    out, summed = torch.ops.onenode.rms_norm(x, res, w, 1e-5)
+    ref, ref_sum = _rms_reference(x, res, w, 1e-5)
+    assert torch.equal(summed, ref_sum)  # the residual stream is bit-exact
+    # the variance sums in another order: a few units in the last place
+    torch.testing.assert_close(out, ref, atol=0, rtol=2 ** -21 if dtype == torch.float32
+                               else 2 ** -7)
+    alone, none = torch.ops.onenode.rms_norm(x, None, w, 1e-5)
+    assert none is None
+    torch.testing.assert_close(alone, _rms_reference(x, None, w, 1e-5)[0], atol=0,
+                               rtol=2 ** -21 if dtype == torch.float32 else 2 ** -7)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_silu_and_mul_and_rotary_match_pytorch(dtype):
+    g = torch.Generator().manual_seed(2)
+    x = (3 * torch.randn(9, 2 * 40, generator=g)).to(dtype)
+    gate, up = x[:, :40], x[:, 40:]
+    ref = torch.nn.functional.silu(gate) * up
+    torch.testing.assert_close(torch.ops.onenode.silu_and_mul(x), ref, atol=1e-6,
+                               rtol=1e-6 if dtype == torch.float32 else 2 ** -7)
+    qkv = torch.randn(9, 5 * 16, generator=g).to(dtype)
+    qk = qkv[:, :4 * 16].view(9, 4, 16)  # a strided view, as in the attention layer
+    angles = torch.randn(9, 8, generator=g)
+    cos, sin = angles.cos().to(dtype), angles.sin().to(dtype)
+    x1, x2 = qk[..., :8], qk[..., 8:]
+    c, s = cos[:, None], sin[:, None]
+    ref = torch.cat((x1 * c - x2 * s, x2 * c + x1 * s), dim=-1)
+    assert torch.equal(torch.ops.onenode.rotary(qk, cos, sin), ref)  # same roundings, exactly
