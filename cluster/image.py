@@ -40,7 +40,9 @@ PACKAGES = ("onenode", "bench", "cluster", "engine", "healthcheck")
 # base (bookworm, glibc 2.36) can run; the CUDA wheels alone use 2_12, 2_17, 2_18, 2_24, 2_27, 2_28.
 PLATFORMS = ("manylinux1_x86_64", "manylinux2010_x86_64", "manylinux2014_x86_64",
              *(f"manylinux_2_{v}_x86_64" for v in range(5, 37)), "any")
-BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates", "iproute2", "procps")
+# g++: the engine compiles its C++ CPU kernels at image build (engine/kernels), and Triton
+# compiles its launchers at run time on GPUs.
+BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates", "iproute2", "procps", "g++")
 # rdma-core's user space: NCCL dlopens libibverbs at run time; without it inter-node NCCL falls
 # back to sockets whatever NCCL_IB_HCA says. ibverbs-utils gives `ibv_devinfo` for operators.
 RDMA_PACKAGES = ("libibverbs1", "ibverbs-providers", "librdmacm1", "ibverbs-utils")
@@ -52,12 +54,19 @@ VERSION_LABELS = ("torch", "ray", "transformers", "huggingface-hub", "numpy")
 class Variant:
     name: str
     dockerfile: str
-    base_tag: str  # what the Dockerfile's FROM names
+    base_name: str  # the debootstrapped base image's repository
     base_packages: tuple[str, ...]  # debootstrap --include
 
+    @property
+    def base_tag(self) -> str:
+        """The Dockerfile's FROM (build arg BASE_IMAGE). The tag hashes the package list: a base
+        is built once and reused while it exists, so a new package must mean a new tag."""
+        digest = hashlib.sha256(" ".join(self.base_packages).encode()).hexdigest()[:8]
+        return f"{self.base_name}:bookworm-{digest}"
 
-VARIANTS = {"cpu": Variant("cpu", "Dockerfile", "onenode-base:bookworm", BASE_PACKAGES),
-            "cuda": Variant("cuda", "Dockerfile.cuda", "onenode-base-rdma:bookworm",
+
+VARIANTS = {"cpu": Variant("cpu", "Dockerfile", "onenode-base", BASE_PACKAGES),
+            "cuda": Variant("cuda", "Dockerfile.cuda", "onenode-base-rdma",
                             BASE_PACKAGES + RDMA_PACKAGES)}
 
 
@@ -114,7 +123,8 @@ def build_image(variant_name: str = "cpu", tag_latest: bool = True) -> str:
         wheels = wheelhouse(variant)
         with tempfile.TemporaryDirectory(prefix="onenode-build-") as ctx:
             _context(Path(ctx), variant, wheels)
-            backend.build_image(client, ctx, tag, buildargs={"ONENODE_IMAGE_ID": image_id},
+            backend.build_image(client, ctx, tag, buildargs={"ONENODE_IMAGE_ID": image_id,
+                                                          "BASE_IMAGE": variant.base_tag},
                                 labels=image_labels(variant, image_id, lock.read_text()))
     if tag_latest:
         backend.tag_image(client, tag, f"{REPO_NAME}:latest")

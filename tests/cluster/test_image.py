@@ -22,7 +22,8 @@ def test_variants_are_named_and_their_files_exist():
 def test_each_dockerfile_builds_from_its_variant_base():
     for variant in image.VARIANTS.values():
         text = (image.IMAGES / variant.dockerfile).read_text()
-        assert f"FROM {variant.base_tag}\n" in text
+        assert "ARG BASE_IMAGE\nFROM $BASE_IMAGE\n" in text
+        assert "RUN python -m engine.kernels" in text  # the CPU kernels are compiled at build
         assert "--require-hashes" in text and "/etc/onenode/image-id" in text
         assert "ENV ONENODE_IMAGE_ID=$ONENODE_IMAGE_ID" in text
 
@@ -32,6 +33,10 @@ def test_the_cuda_base_has_rdma_user_space_and_the_cpu_base_does_not():
     rdma = {"libibverbs1", "ibverbs-providers", "librdmacm1", "ibverbs-utils"}
     assert rdma <= set(cuda.base_packages) and not rdma & set(cpu.base_packages)
     assert cpu.base_tag != cuda.base_tag  # two bases, so neither build overwrites the other
+    # a base is reused while its tag exists: a changed package list must change the tag
+    assert image.Variant("cpu", "Dockerfile", "onenode-base", ("python3",)).base_tag \
+        != cpu.base_tag and cpu.base_tag.startswith("onenode-base:bookworm-")
+    assert "g++" in cpu.base_packages  # the kernels' compiler
     cmd = image.debootstrap_command(cuda, "/root", "http://m/debian")
     include = cmd[[a.startswith("--include=") for a in cmd].index(True)]
     assert rdma <= set(include.removeprefix("--include=").split(","))
@@ -73,7 +78,7 @@ def test_content_hash_differs_per_variant_and_skips_caches():
     assert image.REPO / "cluster" / "image.py" in files
     # the lock is hashed: a re-lock that moves a version is a new tag
     assert image.content_hash(cpu) != image.content_hash(image.Variant("cpu", "Dockerfile",
-                                                                        cpu.base_tag, ("x",)))
+                                                                        cpu.base_name, ("x",)))
     assert not any("__pycache__" in f.parts or f.suffix == ".pyc" for f in files)
     assert not any(f.is_relative_to(image.REPO / "build") for f in files)
 
