@@ -40,6 +40,9 @@ def throughput(
         if key in res:
             r = res[key]
             typer.echo(f"{key}: {r['median']:.2f}x (min {r['min']:.2f}x, max {r['max']:.2f}x)")
+    rss, per = res["onenode_peak_rss_mib"], res["onenode_rss_growth_per_request_mib"]
+    typer.echo(f"onenode peak RSS: {rss['median']:.0f} MiB; growth during the batched run "
+               f"{per['median']:.2f} MiB per request")
 
 
 @bench_app.command("latency")

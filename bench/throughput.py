@@ -17,6 +17,7 @@ import time
 import torch
 from tqdm.auto import tqdm
 
+from bench.rss import PeakRss
 from bench.workload import make_workload, total_tokens
 
 SINGLE_OUT = 128
@@ -46,8 +47,11 @@ def run_onenode(model: str, reqs, single, dtype: str, cold: bool, **llm_kwargs) 
         if not cold:
             warm = make_workload(2, (16, 16), (8, 8), llm.engine.model_config.vocab_size, 999)
             _generate_s(llm, warm)
-        batched = _generate_s(llm, reqs, use_tqdm=True)
-        return {"load_s": load_s, "batched_s": batched, "single_s": _generate_s(llm, single)}
+        with PeakRss() as rss:
+            batched = _generate_s(llm, reqs, use_tqdm=True)
+        return {"load_s": load_s, "batched_s": batched, "single_s": _generate_s(llm, single),
+                "peak_rss_mib": rss.peak / 2**20,
+                "rss_growth_per_request_mib": (rss.peak - rss.start) / 2**20 / len(reqs)}
     finally:
         llm.shutdown()
 
@@ -121,7 +125,10 @@ def _summary(runs: list[dict], prompt_toks: int, out_toks: int, skip_hf: bool) -
            "onenode_total_tok_s": spread([(prompt_toks + out_toks) / r["batched_s"]
                                           for r in runs]),
            "onenode_single_stream_tok_s": spread([SINGLE_OUT / r["single_s"] for r in runs]),
-           "onenode_load_s": spread([r["load_s"] for r in runs])}
+           "onenode_load_s": spread([r["load_s"] for r in runs]),
+           "onenode_peak_rss_mib": spread([r["peak_rss_mib"] for r in runs]),
+           "onenode_rss_growth_per_request_mib": spread([r["rss_growth_per_request_mib"]
+                                                         for r in runs])}
     if not skip_hf:
         res["hf_output_tok_s"] = spread([out_toks / r["hf_batched_s"] for r in runs])
         res["hf_single_stream_tok_s"] = spread([SINGLE_OUT / r["hf_single_s"] for r in runs])
