@@ -24,6 +24,9 @@ from onenode.secrets import mask_text, secret_values
 
 LOG = SERVE_LOG
 START_GRACE_S = 10  # the supervisor starts the server a second or two after the config appears
+# serve-stop waits this long for the server to drain and exit (its --shutdown-timeout is 30 s by
+# default), so that a `cluster serve` right after it does not find the old one still running.
+STOP_WAIT_S = 60
 
 
 def api_key_to_env(args: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -192,3 +195,10 @@ def stop_serving(name: str = "onenode") -> None:
     head = names.head_container(name)
     backend.exec_in(c, head, ["python", "-m", "cluster.supervisor", "--clear-serve"])
     backend.exec_in(c, head, ["pkill", "-TERM", "-f", "onenode serve"])
+    deadline = time.monotonic() + STOP_WAIT_S
+    while _alive(c, head):
+        if time.monotonic() > deadline:
+            raise ClusterError(f"`onenode serve` in {head} is still draining after "
+                               f"{STOP_WAIT_S}s; end it with `docker exec {head} pkill -KILL -f "
+                               f"'onenode serve'`")
+        time.sleep(1)
