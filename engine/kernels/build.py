@@ -94,6 +94,11 @@ def enabled() -> bool:
     return os.environ.get("ONENODE_CPU_KERNELS", "1") != "0"
 
 
+def takes(x: torch.Tensor) -> bool:
+    """Whether the kernels can run on `x`: a CPU tensor, and the library loaded (or built)."""
+    return x.device.type == "cpu" and load()
+
+
 def _try_load() -> bool:
     if not enabled():
         log.info("CPU kernels off (ONENODE_CPU_KERNELS=0): PyTorch attention fallback")

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from engine.kernels.build import enabled as cpu_fast_paths
-from engine.kernels.build import load as cpu_kernels
+from engine.kernels.build import takes as cpu_kernels_take
 from engine.parallel.parallel_state import tp, tp_all_reduce
 
 # oneDNN's blocked weight layout: its GEMMs beat MKL's on a plain [out, in] weight by 10-20 % on
@@ -48,8 +48,8 @@ def _forward(module, x: torch.Tensor) -> torch.Tensor:
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None):
     """x @ weight^T (+ bias), through the skinny CPU kernel when x has few rows."""
-    if x.dim() == 2 and x.shape[0] <= SKINNY_ROWS and x.device.type == "cpu" \
-            and weight.is_contiguous() and cpu_kernels():
+    if x.dim() == 2 and x.shape[0] <= SKINNY_ROWS and weight.is_contiguous() \
+            and cpu_kernels_take(x):
         return torch.ops.onenode.skinny_gemm(x, weight, bias)
     return nn.functional.linear(x, weight, bias)
 

@@ -5,7 +5,7 @@ import math
 import torch
 from torch import nn
 
-from engine.kernels.build import load as cpu_kernels
+from engine.kernels.build import takes as cpu_kernels_take
 
 
 def inv_frequencies(head_dim: int, theta: float, scaling: dict | None) -> torch.Tensor:
@@ -64,8 +64,8 @@ class RotaryEmbedding(nn.Module):
     def forward(self, positions: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """x: [T, heads, d] (queries and keys side by side) -> a rotated copy."""
         cos, sin = self._rows(positions, x)
-        if x.device.type == "cpu" and x.stride(-1) == 1 and x.stride(1) == x.shape[-1] \
-                and cpu_kernels():  # one pass, same rounding
+        if x.stride(-1) == 1 and x.stride(1) == x.shape[-1] and cpu_kernels_take(x):
+            # one pass, same rounding
             return torch.ops.onenode.rotary(x, cos.squeeze(1), sin.squeeze(1))
         half = x.shape[-1] // 2
         x1, x2 = x[..., :half], x[..., half:]
