@@ -1,6 +1,7 @@
 """The throughput bench's arithmetic: paired per-repeat ratios, median and spread (no timing)."""
 
 import json
+import mmap
 
 from bench.report import write_spread_report
 from bench.throughput import SINGLE_OUT, _summary, spread
@@ -25,11 +26,14 @@ def test_ratios_are_paired_per_repeat_and_summarised():
 def test_peak_rss_sees_memory_touched_inside_the_block():
     from bench.rss import PeakRss
 
+    # A fresh anonymous mapping: a bytearray could reuse heap pages that earlier tests in this
+    # process left resident, and then RSS would not grow.
     with PeakRss(interval_s=0.01) as p:
-        block = bytearray(64 * 2**20)  # 64 MiB, written: resident
-        block[::4096] = b"x" * len(block[::4096])
+        block = mmap.mmap(-1, 64 * 2**20)
+        for offset in range(0, len(block), 4096):
+            block[offset] = 1  # touched: resident
     assert p.start > 0 and p.peak - p.start >= 48 * 2**20
-    del block
+    block.close()
 
 
 def test_spread_report_writes_json_and_png(tmp_path):
