@@ -1,8 +1,9 @@
 """LLMEngine: the loop schedule -> execute -> update, over any executor.
 
 With pipeline parallelism several steps are in flight at once (the executor's
-`max_concurrent_batches`, like vLLM's virtual engines): the scheduler never schedules a sequence
-whose previous step has not returned, so micro-batches of different sequences fill the pipeline.
+`max_concurrent_batches`, like vLLM's virtual engines): the scheduler splits the work into that many
+even micro-batches and never samples a sequence again before its previous step returned, so
+micro-batches of different sequences (and the chunks of a long prompt) fill the pipeline.
 The loop reads no parallel config: depth and output rank are the executor's.
 """
 
@@ -139,12 +140,7 @@ class LLMEngine:
     def _fill_pipeline(self) -> None:
         depth = self.executor.max_concurrent_batches
         while len(self.in_flight) < depth:
-            limit = None
-            if depth > 1:
-                # Split the active sequences into `depth` micro-batches so every stage has work.
-                active = self.scheduler.num_running + self.scheduler.num_waiting
-                limit = max(1, -(-active // depth))
-            out = self.scheduler.schedule(max_seqs=limit)
+            out = self.scheduler.schedule(*self.scheduler.micro_batch_limits(depth))
             if out.is_empty:
                 return
             self.structured.fill_bitmasks(out)

@@ -3,8 +3,10 @@
 Continuous batching: every step first continues running sequences (one decode token, or the next
 chunk of a long prompt), then admits waiting ones within the token budget, chunking the last
 prompt. When KV blocks run out, the most recently admitted sequence is preempted by recompute: its
-blocks are freed and it re-enters the front of the queue, keeping its generated tokens. Sequences
-whose previous step is still in flight (pipeline parallelism) are skipped.
+blocks are freed and it re-enters the front of the queue, keeping its generated tokens. Under
+pipeline parallelism a sequence waits for its in-flight step before it samples again, but a long
+prompt's next chunk may follow its previous one at once (the stages keep step order), so one prompt
+can be spread over several micro-batches instead of stalling the pipeline in one.
 """
 
 from collections import deque
@@ -17,6 +19,10 @@ from engine.core.scheduler_output import (
 )
 from engine.core.sequence import SeqStatus, Sequence
 from onenode.errors import ConfigError, ResourceError
+
+# Smallest prompt chunk a micro-batch is cut to: below this a step's fixed cost outweighs the
+# balance it buys.
+MIN_CHUNK = 64
 
 
 class Scheduler:
@@ -57,8 +63,25 @@ class Scheduler:
         self.waiting.append(seq)
         self.prompt_tokens_total += seq.num_prompt_tokens
 
-    def schedule(self, max_seqs: int | None = None) -> SchedulerOutput:
-        budget = self.max_num_batched_tokens
+    @property
+    def num_pending_tokens(self) -> int:
+        """Tokens still to compute: prompt chunks left, and one per decoding sequence (those in
+        flight included, as they will be back)."""
+        running = sum(max(1, s.num_uncomputed) for s in self.running)
+        return running + sum(s.num_uncomputed for s in self.waiting)
+
+    def micro_batch_limits(self, depth: int) -> tuple[int | None, int | None]:
+        """(max sequences, max tokens) of the next step when `depth` steps share the pipeline:
+        the work is split into `depth` even micro-batches, so every stage does the same amount
+        per step and none waits on a long prompt that landed in one micro-batch."""
+        if depth <= 1:
+            return None, None
+        max_seqs = -(-(self.num_running + self.num_waiting) // depth)
+        return max(1, max_seqs), max(MIN_CHUNK, -(-self.num_pending_tokens // depth))
+
+    def schedule(self, max_seqs: int | None = None,
+                 max_tokens: int | None = None) -> SchedulerOutput:
+        budget = min(self.max_num_batched_tokens, max_tokens or self.max_num_batched_tokens)
         cap = min(self.max_num_seqs, max_seqs or self.max_num_seqs)
         chosen: list[tuple[Sequence, int]] = []
         budget = self._schedule_running(chosen, budget, cap)
@@ -74,7 +97,9 @@ class Scheduler:
 
     def _schedule_running(self, chosen, budget: int, cap: int) -> int:
         for seq in list(self.running):
-            if seq.in_flight or seq.status is not SeqStatus.RUNNING:
+            # Nothing to compute until its in-flight step samples (or it is finishing).
+            if seq.num_uncomputed == 0 or seq.status is not SeqStatus.RUNNING \
+                    or seq.seq_id in self._pending_finish:
                 continue
             if len(chosen) >= cap or budget <= 0:
                 break
@@ -139,7 +164,7 @@ class Scheduler:
         start = seq.num_computed_tokens
         tokens = seq.all_token_ids[start:start + n]
         seq.num_computed_tokens += n
-        seq.in_flight = True
+        seq.in_flight += 1
         penalty = seq.params.repetition_penalty != 1.0
         return ScheduledSeq(
             seq_id=seq.seq_id, token_ids=tokens, start_pos=start,
@@ -165,7 +190,9 @@ class Scheduler:
             seq = self.seqs.get(s.seq_id)
             if seq is None:
                 continue
-            seq.in_flight = False
+            seq.in_flight -= 1
+            if seq.in_flight:
+                continue  # a later chunk of this prompt is still in flight
             if s.seq_id in self._pending_finish:
                 self._finish(seq, self._pending_finish.pop(s.seq_id))
                 continue

@@ -27,7 +27,10 @@ class Sequence:
     num_cached_tokens: int = 0  # prefix-cache hits at the last admission
     finish_reason: str | None = None
     stop_reason: int | str | None = None
-    in_flight: bool = False  # scheduled in a step whose output has not come back yet
+    # Steps scheduled whose output has not come back yet. Under pipeline parallelism a prompt's
+    # chunks may be in flight together (the stages run steps in order, so chunk 2 finds chunk 1's
+    # KV); anything that samples waits for its previous step.
+    in_flight: int = 0
 
     @property
     def all_token_ids(self) -> list[int]:

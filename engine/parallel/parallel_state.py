@@ -4,6 +4,7 @@ Layers ask `tp()` for their rank and size and call `tp_all_reduce` / `tp_all_gat
 distributed init (world size 1) these are identities, so the same modules run unsharded.
 """
 
+import collections
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +21,11 @@ class GroupInfo:
 
 _TP = GroupInfo()
 _PP = GroupInfo()
+# In-flight pipeline sends (work handle, tensor); see pp_send.
+_PENDING_SENDS: collections.deque = collections.deque()
+# As many micro-batches as the engine keeps in flight for a 3-stage pipeline, and a bound on the
+# activations held for a slow next stage.
+_MAX_PENDING_SENDS = 4
 
 
 def tp() -> GroupInfo:
@@ -49,6 +55,7 @@ def init_groups(tp_size: int, pp_size: int) -> None:
 def reset_groups() -> None:
     global _TP, _PP
     _TP, _PP = GroupInfo(), GroupInfo()
+    _PENDING_SENDS.clear()  # never wait here: the receiving stage may be gone
 
 
 def tp_all_reduce(x: torch.Tensor) -> torch.Tensor:
@@ -68,10 +75,25 @@ def tp_all_gather(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
 
 
 def pp_send(tensors: dict[str, torch.Tensor], to_stage: int) -> None:
-    """Send named tensors to the same TP rank of another pipeline stage (point-to-point)."""
+    """Send named tensors to the same TP rank of another pipeline stage (point-to-point).
+
+    Non-blocking: gloo and NCCL sends only complete once the next stage posts its receive, so a
+    blocking send would hold this stage idle until the next one is free. The stage instead goes on
+    with its next micro-batch; the handles (which keep the tensors alive) are waited for before
+    more than `_MAX_PENDING_SENDS` pile up, and on shutdown.
+    """
     dst = _PP.ranks[to_stage]
     for name in sorted(tensors):
-        dist.send(tensors[name].contiguous(), dst=dst)
+        tensor = tensors[name].contiguous()
+        _PENDING_SENDS.append((dist.isend(tensor, dst=dst), tensor))
+    while len(_PENDING_SENDS) > _MAX_PENDING_SENDS * max(1, len(tensors)):
+        _PENDING_SENDS.popleft()[0].wait()
+
+
+def wait_for_sends() -> None:
+    """Block until every pending pipeline send has been received."""
+    while _PENDING_SENDS:
+        _PENDING_SENDS.popleft()[0].wait()
 
 
 def pp_recv(shapes: dict[str, tuple[tuple[int, ...], torch.dtype]], from_stage: int,

@@ -75,7 +75,7 @@ def run_to_completion(sched: Scheduler, depth: int = 1, model: FakeModel | None 
     model, in_flight, finished = model or FakeModel(sched.bm), [], []
     for _ in range(max_steps):
         while len(in_flight) < depth:
-            out = sched.schedule()
+            out = sched.schedule(*sched.micro_batch_limits(depth))
             if out.is_empty:
                 break
             in_flight.append((out, model.execute(out)))

@@ -5,6 +5,7 @@ import random
 
 import pytest
 
+from engine.core.scheduler import MIN_CHUNK
 from engine.core.scheduler_output import ModelRunnerOutput, SampledToken
 from engine.core.sequence import SeqStatus
 from onenode.errors import ConfigError, ResourceError
@@ -127,6 +128,63 @@ def test_in_flight_sequences_are_not_scheduled_again():
     assert sched.schedule().is_empty  # both in flight
     sched.update_from_output(first, model.execute(first))
     assert [s.seq_id for s in sched.schedule().seqs] == [0]
+
+
+def test_a_long_prompt_is_chunked_across_micro_batches_in_flight_together():
+    sched = make_scheduler(budget=32)
+    model = FakeModel(sched.bm)
+    seq = make_seq(0, range(100), max_tokens=2)
+    sched.add(seq)
+    steps = [sched.schedule(max_tokens=40) for _ in range(3)]
+    assert [len(s.seqs[0].token_ids) for s in steps] == [32, 32, 32]  # the budget still caps
+    assert seq.in_flight == 3 and not any(s.seqs[0].sample for s in steps)
+    last = sched.schedule()
+    assert last.seqs[0].sample and seq.in_flight == 4
+    assert sched.schedule().is_empty  # the sampling chunk must come back first
+    for out in steps + [last]:
+        sched.update_from_output(out, model.execute(out))
+    assert seq.output_token_ids == expected_output(list(range(100)), 1)
+
+
+def test_finish_waits_for_every_chunk_in_flight():
+    sched = make_scheduler(budget=8)
+    model = FakeModel(sched.bm)
+    sched.add(make_seq(0, range(20), max_tokens=2))
+    first, second = sched.schedule(), sched.schedule()
+    sched.finish(0, "abort")
+    assert sched.schedule().is_empty  # a finishing sequence gets no more chunks
+    sched.update_from_output(first, model.execute(first))
+    assert sched.num_running == 1  # its blocks are still under the second chunk
+    sched.update_from_output(second, model.execute(second))
+    assert_no_leak(sched)
+
+
+def test_micro_batch_limits_split_sequences_and_tokens_evenly():
+    sched = make_scheduler(num_blocks=400, max_num_seqs=64, budget=2048, max_model_len=1024)
+    assert sched.micro_batch_limits(1) == (None, None)
+    for i in range(9):
+        sched.add(make_seq(i, range(10), max_tokens=4))
+    sched.add(make_seq(9, range(600), max_tokens=4))
+    assert sched.micro_batch_limits(3) == (4, 230)  # 10 seqs, 690 tokens, 3 ways
+    while sched.num_pending_tokens > 60:
+        sched.schedule(*sched.micro_batch_limits(3))
+    assert sched.micro_batch_limits(3)[1] == MIN_CHUNK  # never cut finer than MIN_CHUNK
+
+
+@pytest.mark.parametrize("depth", [2, 3])
+def test_split_pipeline_keeps_outputs_with_long_prompts(depth):
+    rng = random.Random(10 + depth)
+    sched = make_scheduler(num_blocks=200, block_size=4, max_num_seqs=8, budget=96,
+                           max_model_len=256)
+    want = {}
+    for i in range(12):
+        prompt = [rng.randrange(50) for _ in range(rng.randint(1, 200))]
+        n = rng.randint(1, 20)
+        sched.add(make_seq(i, prompt, arrival=float(i), max_tokens=n, ignore_eos=True))
+        want[i] = expected_output(prompt, n)
+    done = run_to_completion(sched, depth=depth)
+    assert {s.seq_id: s.output_token_ids for s in done} == want
+    assert_no_leak(sched)
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3])
