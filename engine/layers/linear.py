@@ -25,22 +25,29 @@ SKINNY_ROWS = 4
 
 
 def pack_cpu_weights(model: nn.Module) -> int:
-    """Reorder every CPU Column/RowParallelLinear weight into oneDNN's layout, in place of the
-    plain one (no second copy). Returns how many were packed; 0 where oneDNN is missing or
-    ONENODE_CPU_KERNELS=0, and those layers keep calling MKL through `linear`."""
+    """Reorder every CPU weight a module marks packable (`packed = None`: the parallel linears,
+    and an LM head) into oneDNN's layout, in place of the plain one (no second copy). A weight
+    another module also reads (an LM head tied to this stage's embedding) stays plain. Returns
+    how many were packed; 0 where oneDNN is missing or ONENODE_CPU_KERNELS=0, and those layers
+    keep calling MKL through `linear`."""
     if not (torch.backends.mkldnn.is_available() and cpu_fast_paths()):
         return 0
+    owners: dict[int, int] = {}
+    for m in model.modules():
+        for p in m.parameters(recurse=False):
+            owners[id(p)] = owners.get(id(p), 0) + 1
     packed = 0
     for m in model.modules():
-        if isinstance(m, ColumnParallelLinear | RowParallelLinear) \
-                and m.weight.device.type == "cpu":
+        if getattr(m, "packed", False) is None and m.weight.device.type == "cpu" \
+                and owners[id(m.weight)] == 1:
             m.packed = torch.ops.mkldnn._reorder_linear_weight(m.weight.data, PACK_ROWS_HINT)
             m.weight.data = m.weight.data.new_empty(0)
             packed += 1
     return packed
 
 
-def _forward(module, x: torch.Tensor) -> torch.Tensor:
+def packed_forward(module, x: torch.Tensor) -> torch.Tensor:
+    """x @ module's weight^T (+ bias): oneDNN's GEMM once pack_cpu_weights packed it."""
     if module.packed is not None:
         return torch.ops.mkldnn._linear_pointwise(x, module.packed, module.bias, "none", [], "")
     return linear(x, module.weight, module.bias)
@@ -96,7 +103,7 @@ class ColumnParallelLinear(nn.Module):
         self.packed: torch.Tensor | None = None  # oneDNN's layout, set by pack_cpu_weights
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _forward(self, x)
+        return packed_forward(self, x)
 
     def weight_loader(self, param, fetch, shard_id=None) -> None:
         """Copy this rank's rows of part `shard_id` (or of every part, read from one tensor
