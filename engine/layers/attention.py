@@ -4,11 +4,13 @@ Each layer's cache is [kv_heads, num_blocks, block_size, head_dim]. Gathering a 
 along dim 1 copies whole blocks (index_select, not token by token) and yields, per KV head, its
 keys as one contiguous [L, head_dim] matrix: the layout SDPA's CPU and CUDA kernels read fastest.
 
-- On CPU, decode rows go to the C++ kernel (engine/kernels/paged_decode.cpp), which walks each
-  sequence's block table and reads K/V in place: no copy, no padding. Without it (no compiler,
-  ONENODE_CPU_KERNELS=0, or CUDA), decode rows run per length bucket (engine/layers/attention_plan.py, built once per step): one
-  SDPA call per bucket, padded only to the bucket's longest context. The query heads sharing a KV
-  head become that head's query rows, so GQA needs no copy of K/V per query head.
+- Decode rows go to a kernel that walks each sequence's block table and reads K/V in place: no
+  copy, no padding. On CPU the C++ one (engine/kernels/paged_decode.cpp), on CUDA the Triton one
+  (engine/kernels/triton_decode.py). Without it (no compiler or no Triton, ONENODE_CPU_KERNELS=0
+  or ONENODE_CUDA_KERNELS=0), decode rows run per length bucket (engine/layers/attention_plan.py,
+  built once per step): one SDPA call per bucket, padded only to the bucket's longest context.
+  The query heads sharing a KV head become that head's query rows, so GQA needs no copy of K/V
+  per query head.
 - Prefill rows attend causally to their context; a sequence without a cached prefix reads its
   new K/V directly, without touching the cache.
 """
@@ -32,6 +34,14 @@ def _zeros(shape: tuple[int, ...], dtype: torch.dtype, device) -> torch.Tensor:
     return torch.from_numpy(np.zeros(count, dtype=np.uint8)).view(dtype).view(shape)
 
 
+def _triton_decode():
+    """The CUDA kernel's module, imported on first use: importing Triton costs a CPU-only
+    engine ~0.3 s of start-up for nothing."""
+    from engine.kernels import triton_decode
+
+    return triton_decode
+
+
 class PagedAttention(nn.Module):
     def __init__(self, num_heads: int, num_kv_heads: int, head_dim: int, scale: float):
         super().__init__()
@@ -40,7 +50,7 @@ class PagedAttention(nn.Module):
         self.scale = scale
         self.k_cache: torch.Tensor | None = None
         self.v_cache: torch.Tensor | None = None
-        self.in_place = False  # decode through the CPU kernel
+        self.in_place = False  # decode through a kernel that reads the cache in place
 
     def allocate_cache(self, num_blocks: int, block_size: int, dtype, device) -> None:
         """Zeroed, because decode reads whole blocks: the unwritten tail of a sequence's last
@@ -49,7 +59,9 @@ class PagedAttention(nn.Module):
         generous kv_cache_space_gib costs memory only as the cache fills."""
         shape = (self.num_kv_heads, num_blocks, block_size, self.head_dim)
         self.k_cache, self.v_cache = (_zeros(shape, dtype, device) for _ in range(2))
-        self.in_place = torch.device(device).type == "cpu" and load_cpu_kernels()
+        kind = torch.device(device).type
+        self.in_place = (kind == "cpu" and load_cpu_kernels()) \
+            or (kind == "cuda" and _triton_decode().enabled())
 
     def forward(self, q, k, v, meta: AttentionMetadata) -> torch.Tensor:
         """q: [T, h, d]; k, v: [T, kvh, d] -> [T, h*d]."""
@@ -72,8 +84,8 @@ class PagedAttention(nn.Module):
         return out
 
     def _decode_in_place(self, q, batch) -> torch.Tensor:
-        return torch.ops.onenode.paged_decode(q, self.k_cache, self.v_cache, batch.tables,
-                                              batch.lens, self.scale)
+        kernel = _triton_decode().paged_decode if q.is_cuda else torch.ops.onenode.paged_decode
+        return kernel(q, self.k_cache, self.v_cache, batch.tables, batch.lens, self.scale)
 
     def _decode(self, q, bucket) -> torch.Tensor:
         """q: [n, h, d] -> [n, h*d] over the bucket's padded contexts."""

@@ -1,6 +1,6 @@
 """The correctness oracle: greedy tokens from LLM.generate equal HF transformers' generate on the
-same tiny random checkpoint (fp32, CPU; bf16 too) — plain, under preemption, with prefix-cache hits,
-and on the PyTorch fallback without the C++ kernels."""
+same tiny random checkpoint (fp32, CPU; bf16 too; on CUDA where a GPU is present) — plain, under
+preemption, with prefix-cache hits, and on the PyTorch fallback without the C++ kernels."""
 
 import pytest
 
@@ -43,6 +43,26 @@ def test_greedy_tokens_equal_hf_in_bfloat16(checkpoint):
     outs = llm.generate(prompts, _greedy(), use_tqdm=False)
     assert [o.outputs[0].token_ids for o in outs] == hf_greedy(path, prompts, NEW_TOKENS,
                                                                dtype=torch.bfloat16)
+    llm.shutdown()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_greedy_tokens_equal_hf_on_cuda(checkpoint, dtype):
+    """On a GPU, decode attention runs in the Triton kernel that reads the paged cache in
+    place; HF runs on the same GPU in the same dtype."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    _, path = checkpoint
+    prompts = make_prompts(path, lengths=(3, 17, 40, 9))
+    llm = LLM(str(path), device="cuda", dtype=dtype, gpu_memory_utilization=0.3)
+    layers = llm.engine.executor.worker.runner.model.attention_layers()
+    assert all(layer.in_place for layer in layers)
+    outs = llm.generate(prompts, _greedy(), use_tqdm=False)
+    want = hf_greedy(path, prompts, NEW_TOKENS, dtype=getattr(torch, dtype), device="cuda")
+    assert [o.outputs[0].token_ids for o in outs] == want
     llm.shutdown()
 
 

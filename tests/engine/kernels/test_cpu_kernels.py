@@ -7,39 +7,20 @@ scattered blocks, lengths that end mid-block)."""
 
 import pytest
 import torch
-from torch.nn.functional import scaled_dot_product_attention as sdpa
 
 from engine.kernels import build
+from tests.engine.kernels.reference import random_paged_case, reference_decode
 
 pytestmark = pytest.mark.skipif(not build.load(), reason="no C++ compiler for the CPU kernels")
-
-
-def _reference_decode(q, kc, vc, tables, lens, scale):
-    kvh, _, bs, d = kc.shape
-    outs = []
-    for s in range(q.shape[0]):
-        n = int(lens[s])
-        blocks = tables[s, :-(-n // bs)]
-        k = kc[:, blocks].reshape(kvh, -1, d)[:, :n].float()
-        v = vc[:, blocks].reshape(kvh, -1, d)[:, :n].float()
-        o = sdpa(q[s].float()[None, :, None], k[None], v[None], scale=scale, enable_gqa=True)
-        outs.append(o.reshape(-1))
-    return torch.stack(outs)
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
 @pytest.mark.parametrize("heads,kv_heads,d", [(9, 3, 64), (4, 4, 32), (8, 2, 20), (6, 3, 16)])
 def test_paged_decode_matches_sdpa_over_gathered_blocks(dtype, tol, heads, kv_heads, d):
-    g = torch.Generator().manual_seed(heads * d)
-    num_blocks, bs, n = 64, 16, 7
-    kc = torch.randn(kv_heads, num_blocks, bs, d, generator=g).to(dtype)
-    vc = torch.randn(kv_heads, num_blocks, bs, d, generator=g).to(dtype)
-    lens = torch.tensor([1, 5, 16, 17, 40, 100, 3])
-    tables = torch.stack([torch.randperm(num_blocks, generator=g)[:7] for _ in range(n)])
-    q = torch.randn(n, heads, d, generator=g).to(dtype)
+    q, kc, vc, tables, lens = random_paged_case(dtype, heads, kv_heads, d)
     out = torch.ops.onenode.paged_decode(q, kc, vc, tables, lens, d ** -0.5)
-    assert out.shape == (n, heads * d) and out.dtype == dtype
-    ref = _reference_decode(q, kc, vc, tables, lens, d ** -0.5)
+    assert out.shape == (q.shape[0], heads * d) and out.dtype == dtype
+    ref = reference_decode(q, kc, vc, tables, lens, d ** -0.5)
     torch.testing.assert_close(out.float(), ref, atol=tol, rtol=tol)
 
 

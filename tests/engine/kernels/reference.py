@@ -1,0 +1,33 @@
+"""Reference decode attention over a paged cache, for the kernels that read it in place."""
+
+import torch
+from torch.nn.functional import scaled_dot_product_attention as sdpa
+
+
+def random_paged_case(dtype, heads, kv_heads, d, device="cpu", num_blocks=64, bs=16):
+    """(q, k_cache, v_cache, tables, lens): 7 sequences over scattered blocks, lengths that end
+    mid-block, at block edges and past one block."""
+    g = torch.Generator().manual_seed(heads * d)
+    n = 7
+    kc = torch.randn(kv_heads, num_blocks, bs, d, generator=g).to(dtype)
+    vc = torch.randn(kv_heads, num_blocks, bs, d, generator=g).to(dtype)
+    lens = torch.tensor([1, 5, 16, 17, 40, 100, 3])
+    tables = torch.stack([torch.randperm(num_blocks, generator=g)[:7] for _ in range(n)])
+    q = torch.randn(n, heads, d, generator=g).to(dtype)
+    return tuple(x.to(device) for x in (q, kc, vc, tables, lens))
+
+
+def reference_decode(q, kc, vc, tables, lens, scale):
+    """Gather each sequence's blocks and run SDPA in fp32: [n, heads*d] in fp32."""
+    kvh, _, bs, d = kc.shape
+    outs = []
+    for s in range(q.shape[0]):
+        n = int(lens[s])
+        blocks = tables[s, :-(-n // bs)]
+        k = kc[:, blocks].reshape(kvh, -1, d)[:, :n].float()
+        v = vc[:, blocks].reshape(kvh, -1, d)[:, :n].float()
+        o = sdpa(q[s].float()[None, :, None], k[None], v[None], scale=scale, enable_gqa=True)
+        outs.append(o.reshape(-1))
+    return torch.stack(outs)
+
+
