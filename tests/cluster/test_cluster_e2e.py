@@ -2,7 +2,6 @@
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import pytest
 
 from cluster import backend
 from cluster.status import cluster_status
+from tests.cluster.foreground import foreground_worker, stop_with_sigterm, wait_for
 
 pytestmark = pytest.mark.docker
 IMAGE = os.environ.get("ONENODE_TEST_IMAGE", "onenode:latest")
@@ -185,28 +185,11 @@ def test_replace_recreates_a_node_whose_spec_changed(docker_cluster, cluster_hf_
 
 
 def test_foreground_node_is_removed_on_sigterm(docker_cluster, cluster_hf_home):
-    ip = docker_cluster.head_ip.rsplit(".", 1)[0] + ".43"
-    name = f"{docker_cluster.name}-worker-{ip}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cluster.run_cluster", IMAGE, docker_cluster.head_ip, "--worker",
-         str(cluster_hf_home), "--network", docker_cluster.network, "--ip", ip, "-e",
-         f"VLLM_HOST_IP={ip}", "--cluster-name", docker_cluster.name, "--shm-size", "1g",
-         "--num-cpus", "1", "--object-store-memory", "128m", "--ray-token-file",
-         docker_cluster.token_path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    c = backend.client()
-    try:
-        seen = []
-        for line in proc.stdout:  # the node's own log follows once it is ready
-            seen.append(line)
-            if "following its logs" in line:
-                break
-        assert backend.get(c, name).status == "running", "".join(seen)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
-        assert backend.get(c, name) is None
-    finally:
-        proc.kill()
-        backend.remove(c, name, timeout=1)
+    with foreground_worker(IMAGE, docker_cluster, cluster_hf_home, 43) as (proc, name, lines):
+        # the node's own log follows once it is ready
+        wait_for(lambda: any("following its logs" in x for x in lines), 300, lines)
+        assert backend.get(backend.client(), name).status == "running", "".join(lines)
+        stop_with_sigterm(proc, name)
 
 
 def _port_free(port: int) -> bool:

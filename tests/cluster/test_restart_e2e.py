@@ -12,6 +12,7 @@ import pytest
 
 from cluster import backend
 from cluster.status import cluster_status
+from tests.cluster.foreground import foreground_worker, stop_with_sigterm, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 IMAGE = os.environ.get("ONENODE_TEST_IMAGE", "onenode:latest")
@@ -84,33 +85,14 @@ def test_foreground_node_comes_back_and_sigterm_still_removes_it(heal_cluster,
                                                                   cluster_hf_home):
     """run_cluster in the foreground: a crash is healed by the restart policy while the command
     keeps following the logs; SIGTERM (Ctrl-C) still stops and removes the node."""
-    import sys
-    import threading
-
-    info = heal_cluster
-    ip = info.head_ip.rsplit(".", 1)[0] + ".44"
-    name = f"{info.name}-worker-{ip}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cluster.run_cluster", IMAGE, info.head_ip, "--worker",
-         str(cluster_hf_home), "--network", info.network, "--ip", ip, "-e", f"VLLM_HOST_IP={ip}",
-         "--cluster-name", info.name, "--shm-size", "1g", "--num-cpus", "1",
-         "--object-store-memory", "128m", "--ray-token-file", info.token_path],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
-    c = backend.client()
-    try:
-        _wait_for(lambda: any("following its logs" in x for x in lines), 120, lines)
+    with foreground_worker(IMAGE, heal_cluster, cluster_hf_home, 44) as (proc, name, lines):
+        c = backend.client()
+        wait_for(lambda: any("following its logs" in x for x in lines), 120, lines)
         crash(name)
-        _wait_for(lambda: any("restart policy brings it back" in x for x in lines), 60, lines)
-        _wait_for(lambda: backend.get(c, name).status == "running", 60, lines)
+        wait_for(lambda: any("restart policy brings it back" in x for x in lines), 60, lines)
+        wait_for(lambda: backend.get(c, name).status == "running", 60, lines)
         assert proc.poll() is None and restarts(name) >= 1
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
-        assert backend.get(c, name) is None
-    finally:
-        proc.kill()
-        backend.remove(c, name, timeout=1)
+        stop_with_sigterm(proc, name)
 
 
 def test_head_started_server_comes_back_with_the_head(heal_cluster, cluster_hf_home, tmp_path):
@@ -146,22 +128,15 @@ def test_head_started_server_comes_back_with_the_head(heal_cluster, cluster_hf_h
              "--max-model-len 256 --kv-cache-space-gib 0.05"],
             check=False, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-        _wait_for(healthy, 240, [])
+        wait_for(healthy, 240, [])
         crash(name)
         time.sleep(3)
-        _wait_for(healthy, 240, [])
+        wait_for(healthy, 240, [])
         assert restarts(name) >= 1
         logs = backend.exec_in(c, name, ["cat", "/var/log/onenode/serve.log"])[1]
         assert logs.count("Uvicorn running") >= 2 and "test-key-1234" not in logs
     finally:
         backend.remove(c, name, timeout=1)
-
-
-def _wait_for(cond, timeout: float, lines: list[str]) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "".join(lines)[-2000:]
-        time.sleep(0.5)
 
 
 def test_worker_stopped_by_the_operator_stays_down(heal_cluster):
