@@ -171,17 +171,24 @@ def test_micro_batch_limits_split_sequences_and_tokens_evenly():
     assert sched.micro_batch_limits(3)[1] == MIN_CHUNK  # never cut finer than MIN_CHUNK
 
 
+def _add_random_requests(sched, rng, count: int, max_prompt: int) -> dict[int, list[int]]:
+    """`count` random prompts with 1-20 new tokens each (ignore_eos); returns the tokens an
+    unbatched run gives each, cut at max_model_len."""
+    want = {}
+    for i in range(count):
+        prompt = [rng.randrange(50) for _ in range(rng.randint(1, max_prompt))]
+        n = rng.randint(1, 20)
+        sched.add(make_seq(i, prompt, arrival=float(i), max_tokens=n, ignore_eos=True))
+        want[i] = expected_output(prompt, min(n, sched.max_model_len - len(prompt)))
+    return want
+
+
 @pytest.mark.parametrize("depth", [2, 3])
 def test_split_pipeline_keeps_outputs_with_long_prompts(depth):
     rng = random.Random(10 + depth)
     sched = make_scheduler(num_blocks=200, block_size=4, max_num_seqs=8, budget=96,
                            max_model_len=256)
-    want = {}
-    for i in range(12):
-        prompt = [rng.randrange(50) for _ in range(rng.randint(1, 200))]
-        n = rng.randint(1, 20)
-        sched.add(make_seq(i, prompt, arrival=float(i), max_tokens=n, ignore_eos=True))
-        want[i] = expected_output(prompt, n)
+    want = _add_random_requests(sched, rng, 12, max_prompt=200)
     done = run_to_completion(sched, depth=depth)
     assert {s.seq_id: s.output_token_ids for s in done} == want
     assert_no_leak(sched)
@@ -192,12 +199,7 @@ def test_twenty_random_requests_finish_with_expected_lengths(depth):
     rng = random.Random(depth)
     sched = make_scheduler(num_blocks=40, block_size=4, max_num_seqs=6, budget=24,
                            max_model_len=64)
-    want = {}
-    for i in range(20):
-        prompt = [rng.randrange(50) for _ in range(rng.randint(1, 30))]
-        n = rng.randint(1, 20)
-        sched.add(make_seq(i, prompt, arrival=float(i), max_tokens=n, ignore_eos=True))
-        want[i] = expected_output(prompt, min(n, 64 - len(prompt)))
+    want = _add_random_requests(sched, rng, 20, max_prompt=30)
     done = run_to_completion(sched, depth=depth)
     assert {s.seq_id: s.output_token_ids for s in done} == want
     assert all(s.finish_reason == "length" for s in done)
