@@ -57,7 +57,8 @@ if triton is not None:
                        GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_SIZE: tl.constexpr,
                        GROUP_PAD: tl.constexpr, DIM_PAD: tl.constexpr, BLOCK_PAD: tl.constexpr):
         seq = tl.program_id(0)
-        kv_head = tl.program_id(1)
+        # 64-bit: kv_head x head_stride passes 2**31 elements for caches of a few GiB.
+        kv_head = tl.program_id(1).to(tl.int64)
         g = tl.arange(0, GROUP_PAD)
         d = tl.arange(0, DIM_PAD)
         t = tl.arange(0, BLOCK_PAD)
