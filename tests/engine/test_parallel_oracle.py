@@ -1,5 +1,5 @@
-"""TP x PP over real torch.distributed (gloo): greedy tokens equal HF for every shape, with the mp
-backend and with ray on a local Ray instance."""
+"""TP x PP over real torch.distributed (gloo; NCCL where there are GPUs): greedy tokens equal HF
+for every shape, with the mp backend and with ray on a local Ray instance."""
 
 import pytest
 
@@ -36,6 +36,21 @@ def test_mp_matches_hf(llama5, tp, pp):
                          distributed_executor_backend="mp")
     assert engine.backend == "mp"
     assert tokens == ref
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("tp,pp", SHAPES)
+def test_mp_on_cuda_matches_hf(llama5, tp, pp):
+    """NCCL and the Triton decode kernel on every rank, against HF on the same GPU."""
+    import torch
+
+    if torch.cuda.device_count() < tp * pp:
+        pytest.skip(f"needs {tp * pp} CUDA devices")
+    path, prompts, _ = llama5
+    tokens, _ = run(path, prompts, tensor_parallel_size=tp, pipeline_parallel_size=pp,
+                    distributed_executor_backend="mp", device="cuda",
+                    gpu_memory_utilization=0.3)
+    assert tokens == hf_greedy(path, prompts, NEW, device="cuda")
 
 
 def test_uneven_partition_and_override(llama5):
