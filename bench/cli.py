@@ -16,6 +16,7 @@ def throughput(
     cold: Annotated[bool, typer.Option(help="no warm-up: time the first generate of a fresh LLM")] = False,
     repeats: Annotated[int, typer.Option(help="interleaved onenode/HF rounds; median and min/max")] = 1,
     skip_hf: Annotated[bool, typer.Option(help="only onenode")] = False,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda (both sides)")] = "auto",
     out: Annotated[Path, typer.Option(help="where JSON/PNG go")] = Path("bench/results"),
 ):
     """onenode vs HF transformers on one seeded workload (64 requests, prompts 32-512, outputs
@@ -26,9 +27,10 @@ def throughput(
 
     if repeats < 1:
         raise typer.BadParameter("--repeats must be >= 1")
+    device = _device(device)
     model = model or str(fetch_demo())
     res = throughput_bench(model, dtype=dtype, num_requests=num_requests, skip_hf=skip_hf,
-                           cold=cold, repeats=repeats)
+                           cold=cold, repeats=repeats, device=device)
     keys = ["onenode_output_tok_s", "hf_output_tok_s", "onenode_single_stream_tok_s",
             "hf_single_stream_tok_s"]
     series = {k.replace("_output_tok_s", " batched").replace("_single_stream_tok_s", " single"):
@@ -36,6 +38,10 @@ def throughput(
     name = f"throughput-{dtype}-{'cold' if cold else 'warm'}"
     paths = write_spread_report(res, out, name, series, "output tokens/s")
     _print(res, paths)
+    _print_throughput_summary(res)
+
+
+def _print_throughput_summary(res: dict) -> None:
     for key in ("batched_ratio", "single_stream_ratio"):
         if key in res:
             r = res[key]
@@ -43,6 +49,9 @@ def throughput(
     rss, per = res["onenode_peak_rss_mib"], res["onenode_rss_growth_per_request_mib"]
     typer.echo(f"onenode peak RSS: {rss['median']:.0f} MiB; growth during the batched run "
                f"{per['median']:.2f} MiB per request")
+    typer.echo(f"single stream reads the weights at {res['single_stream_weight_gbs']:.1f} GB/s: "
+               f"{res['single_stream_memory_roofline_fraction']:.0%} of the measured "
+               f"{res['memory_bandwidth_gbs']:.1f} GB/s ({res['device']})")
 
 
 @bench_app.command("latency")
@@ -122,6 +131,18 @@ def bench_serve(
     paths = write_serve_report(res, out, name)
     typer.echo(json.dumps(res, indent=2, sort_keys=True))
     typer.echo(f"wrote {paths[0]} and {paths[1]}")
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name not in ("cpu", "cuda"):
+        raise typer.BadParameter(f"--device {name!r}: use auto, cpu or cuda")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise typer.BadParameter("--device cuda: no CUDA device here (torch sees none)")
+    return name
 
 
 def _pair(text: str) -> tuple[int, int]:

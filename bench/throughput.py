@@ -56,7 +56,7 @@ def run_onenode(model: str, reqs, single, dtype: str, cold: bool, **llm_kwargs) 
         llm.shutdown()
 
 
-def load_hf(model: str, dtype: str):
+def load_hf(model: str, dtype: str, device: str = "cpu"):
     from transformers import AutoModelForCausalLM
 
     from engine.model_source import resolve_model
@@ -65,7 +65,7 @@ def load_hf(model: str, dtype: str):
     kwargs = {"gguf_file": src.gguf_file} if src.gguf_file else {}
     torch_dtype = torch.bfloat16 if dtype in ("bfloat16", "bf16") else torch.float32
     hf = AutoModelForCausalLM.from_pretrained(str(src.path), dtype=torch_dtype, **kwargs)
-    return hf.eval()
+    return hf.eval().to(device)
 
 
 @torch.inference_mode()
@@ -82,8 +82,10 @@ def run_hf(hf, reqs, batch_size: int = 16) -> float:
             ids[i, width - len(r.prompt_token_ids):] = torch.tensor(r.prompt_token_ids)
             mask[i, width - len(r.prompt_token_ids):] = 1
         n = max(r.output_len for r in batch)
-        hf.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n,
-                    do_sample=False, pad_token_id=pad)
+        hf.generate(input_ids=ids.to(hf.device), attention_mask=mask.to(hf.device),
+                    max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=pad)
+    if hf.device.type == "cuda":
+        torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
@@ -94,29 +96,31 @@ def spread(values: list[float]) -> dict:
 
 def throughput_bench(model: str, dtype: str = "float32", num_requests: int = 64,
                      seed: int = 0, skip_hf: bool = False, cold: bool = False,
-                     repeats: int = 1, **llm_kwargs) -> dict:
+                     repeats: int = 1, device: str = "cpu", **llm_kwargs) -> dict:
     from engine.model_source import resolve_model
 
     cfg = resolve_model(model).model_config
     reqs = make_workload(num_requests, vocab_size=cfg.vocab_size, seed=seed)
     prompt_toks, out_toks = total_tokens(reqs)
     single = make_workload(1, (32, 32), (SINGLE_OUT, SINGLE_OUT), cfg.vocab_size, seed + 1)
-    hf = None if skip_hf else load_hf(model, dtype)
+    hf = None if skip_hf else load_hf(model, dtype, device)
     if hf is not None and not cold:
         run_hf(hf, single, 1)  # warm-up
     runs = []
     for _ in range(repeats):
-        run = run_onenode(model, reqs, single, dtype, cold, **llm_kwargs)
+        run = run_onenode(model, reqs, single, dtype, cold, device=device, **llm_kwargs)
         if hf is not None:
             run["hf_batched_s"] = run_hf(hf, reqs)
             run["hf_single_s"] = run_hf(hf, single, 1)
         runs.append(run)
-    res = {"model": model, "dtype": dtype, "num_requests": num_requests, "cold": cold,
+    res = {"model": model, "dtype": dtype, "device": device, "num_requests": num_requests,
+           "cold": cold,
            "repeats": repeats, "prompt_tokens": prompt_toks, "output_tokens": out_toks,
            "threads": torch.get_num_threads(), "runs": runs}
     res.update(_summary(runs, prompt_toks, out_toks, skip_hf))
-    res.update(_roofline(cfg.num_params, dtype, prompt_toks + out_toks,
-                         statistics.median(r["batched_s"] for r in runs)))
+    res.update(_roofline(cfg.num_params, dtype, device, prompt_toks + out_toks,
+                         statistics.median(r["batched_s"] for r in runs),
+                         res["onenode_single_stream_tok_s"]["median"]))
     return res
 
 
@@ -137,9 +141,22 @@ def _summary(runs: list[dict], prompt_toks: int, out_toks: int, skip_hf: bool) -
     return res
 
 
-def _roofline(num_params: int, dtype: str, tokens: int, seconds: float) -> dict:
-    from bench.roofline import gemm_peak_gflops, model_gflops
+def _roofline(num_params: int, dtype: str, device: str, tokens: int, seconds: float,
+              single_tok_s: float) -> dict:
+    """Batched: FLOPs against the GEMM peak. Single stream (batch-1 decode): weight bytes read
+    per second against the memory bandwidth, the HBM roofline on a GPU."""
+    from bench.roofline import (
+        decode_bandwidth_gbs,
+        gemm_peak_gflops,
+        memory_bandwidth_gbs,
+        model_gflops,
+    )
 
-    peak = gemm_peak_gflops(torch.bfloat16 if dtype in ("bfloat16", "bf16") else torch.float32)
+    torch_dtype = torch.bfloat16 if dtype in ("bfloat16", "bf16") else torch.float32
+    peak = gemm_peak_gflops(torch_dtype, device=device)
+    bandwidth = memory_bandwidth_gbs(device)
+    decode = decode_bandwidth_gbs(num_params, torch_dtype.itemsize, single_tok_s)
     return {"gemm_peak_gflops": peak,
-            "roofline_fraction": model_gflops(num_params, tokens) / seconds / peak}
+            "roofline_fraction": model_gflops(num_params, tokens) / seconds / peak,
+            "memory_bandwidth_gbs": bandwidth, "single_stream_weight_gbs": decode,
+            "single_stream_memory_roofline_fraction": decode / bandwidth}
