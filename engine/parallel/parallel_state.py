@@ -23,8 +23,8 @@ _TP = GroupInfo()
 _PP = GroupInfo()
 # In-flight pipeline sends (work handle, tensor); see pp_send.
 _PENDING_SENDS: collections.deque = collections.deque()
-# As many micro-batches as the engine keeps in flight for a 3-stage pipeline, and a bound on the
-# activations held for a slow next stage.
+# Micro-batches whose activations a stage may hold for a slow next stage (the engine keeps one
+# step per stage in flight, so this only bites when the next stage falls behind).
 _MAX_PENDING_SENDS = 4
 
 
@@ -80,19 +80,13 @@ def pp_send(tensors: dict[str, torch.Tensor], to_stage: int) -> None:
     Non-blocking: gloo and NCCL sends only complete once the next stage posts its receive, so a
     blocking send would hold this stage idle until the next one is free. The stage instead goes on
     with its next micro-batch; the handles (which keep the tensors alive) are waited for before
-    more than `_MAX_PENDING_SENDS` pile up, and on shutdown.
+    more than `_MAX_PENDING_SENDS` micro-batches pile up, and dropped by `reset_groups`.
     """
     dst = _PP.ranks[to_stage]
     for name in sorted(tensors):
         tensor = tensors[name].contiguous()
         _PENDING_SENDS.append((dist.isend(tensor, dst=dst), tensor))
     while len(_PENDING_SENDS) > _MAX_PENDING_SENDS * max(1, len(tensors)):
-        _PENDING_SENDS.popleft()[0].wait()
-
-
-def wait_for_sends() -> None:
-    """Block until every pending pipeline send has been received."""
-    while _PENDING_SENDS:
         _PENDING_SENDS.popleft()[0].wait()
 
 
