@@ -136,8 +136,10 @@ def bench_serve(
 def _device(name: str) -> str:
     import torch
 
+    from engine.parallel.distributed_init import pick_device
+
     if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return pick_device(name)
     if name not in ("cpu", "cuda"):
         raise typer.BadParameter(f"--device {name!r}: use auto, cpu or cuda")
     if name == "cuda" and not torch.cuda.is_available():

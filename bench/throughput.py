@@ -56,6 +56,11 @@ def run_onenode(model: str, reqs, single, dtype: str, cold: bool, **llm_kwargs) 
         llm.shutdown()
 
 
+def _torch_dtype(dtype: str) -> torch.dtype:
+    """The bench compares float32 (default) or bfloat16, on both sides."""
+    return torch.bfloat16 if dtype in ("bfloat16", "bf16") else torch.float32
+
+
 def load_hf(model: str, dtype: str, device: str = "cpu"):
     from transformers import AutoModelForCausalLM
 
@@ -63,8 +68,7 @@ def load_hf(model: str, dtype: str, device: str = "cpu"):
 
     src = resolve_model(model)
     kwargs = {"gguf_file": src.gguf_file} if src.gguf_file else {}
-    torch_dtype = torch.bfloat16 if dtype in ("bfloat16", "bf16") else torch.float32
-    hf = AutoModelForCausalLM.from_pretrained(str(src.path), dtype=torch_dtype, **kwargs)
+    hf = AutoModelForCausalLM.from_pretrained(str(src.path), dtype=_torch_dtype(dtype), **kwargs)
     return hf.eval().to(device)
 
 
@@ -114,9 +118,8 @@ def throughput_bench(model: str, dtype: str = "float32", num_requests: int = 64,
             run["hf_single_s"] = run_hf(hf, single, 1)
         runs.append(run)
     res = {"model": model, "dtype": dtype, "device": device, "num_requests": num_requests,
-           "cold": cold,
-           "repeats": repeats, "prompt_tokens": prompt_toks, "output_tokens": out_toks,
-           "threads": torch.get_num_threads(), "runs": runs}
+           "cold": cold, "repeats": repeats, "prompt_tokens": prompt_toks,
+           "output_tokens": out_toks, "threads": torch.get_num_threads(), "runs": runs}
     res.update(_summary(runs, prompt_toks, out_toks, skip_hf))
     res.update(_roofline(cfg.num_params, dtype, device, prompt_toks + out_toks,
                          statistics.median(r["batched_s"] for r in runs),
@@ -152,7 +155,7 @@ def _roofline(num_params: int, dtype: str, device: str, tokens: int, seconds: fl
         model_gflops,
     )
 
-    torch_dtype = torch.bfloat16 if dtype in ("bfloat16", "bf16") else torch.float32
+    torch_dtype = _torch_dtype(dtype)
     peak = gemm_peak_gflops(torch_dtype, device=device)
     bandwidth = memory_bandwidth_gbs(device)
     decode = decode_bandwidth_gbs(num_params, torch_dtype.itemsize, single_tok_s)
