@@ -3,6 +3,10 @@
 import torch
 from torch.nn.functional import scaled_dot_product_attention as sdpa
 
+# (heads, KV heads, head_dim): GQA groups of 1 to 4, and a head_dim of 20 (neither a multiple of
+# 8 nor a power of two).
+PAGED_SHAPES = [(9, 3, 64), (4, 4, 32), (8, 2, 20), (6, 3, 16)]
+
 
 def random_paged_case(dtype, heads, kv_heads, d, device="cpu", num_blocks=64, bs=16):
     """(q, k_cache, v_cache, tables, lens): 7 sequences over scattered blocks, lengths that end
@@ -29,5 +33,3 @@ def reference_decode(q, kc, vc, tables, lens, scale):
         o = sdpa(q[s].float()[None, :, None], k[None], v[None], scale=scale, enable_gqa=True)
         outs.append(o.reshape(-1))
     return torch.stack(outs)
-
-

@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from engine.kernels import build
-from tests.engine.kernels.reference import random_paged_case, reference_decode
+from tests.engine.kernels.reference import PAGED_SHAPES, random_paged_case, reference_decode
 
 pytestmark = pytest.mark.skipif(not build.load(), reason="no C++ compiler for the CPU kernels")
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
-@pytest.mark.parametrize("heads,kv_heads,d", [(9, 3, 64), (4, 4, 32), (8, 2, 20), (6, 3, 16)])
+@pytest.mark.parametrize("heads,kv_heads,d", PAGED_SHAPES)
 def test_paged_decode_matches_sdpa_over_gathered_blocks(dtype, tol, heads, kv_heads, d):
     q, kc, vc, tables, lens = random_paged_case(dtype, heads, kv_heads, d)
     out = torch.ops.onenode.paged_decode(q, kc, vc, tables, lens, d ** -0.5)

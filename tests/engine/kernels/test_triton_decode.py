@@ -13,18 +13,16 @@ import pytest
 import torch
 
 from engine.kernels import triton_decode
-from tests.engine.kernels.reference import random_paged_case, reference_decode
+from tests.engine.kernels.reference import PAGED_SHAPES, random_paged_case, reference_decode
 
 pytestmark = pytest.mark.skipif(triton_decode.triton is None, reason="Triton is not installed")
-
-SHAPES = [(9, 3, 64), (4, 4, 32), (8, 2, 20), (6, 3, 16)]
 
 _INTERPRETED = f"""
 import torch
 from engine.kernels import triton_decode
 from tests.engine.kernels.reference import random_paged_case, reference_decode
 for dtype, tol in ((torch.float32, 1e-5), (torch.float16, 2e-3)):
-    for heads, kv_heads, d in {SHAPES!r}:
+    for heads, kv_heads, d in {PAGED_SHAPES!r}:
         q, kc, vc, tables, lens = random_paged_case(dtype, heads, kv_heads, d)
         out = triton_decode.paged_decode(q, kc, vc, tables, lens, d ** -0.5)
         assert out.shape == (q.shape[0], heads * d) and out.dtype == dtype
@@ -44,7 +42,7 @@ def test_kernel_matches_reference_in_the_interpreter():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 2e-2)])
-@pytest.mark.parametrize("heads,kv_heads,d", SHAPES)
+@pytest.mark.parametrize("heads,kv_heads,d", PAGED_SHAPES)
 def test_kernel_matches_reference_on_cuda(dtype, tol, heads, kv_heads, d):
     q, kc, vc, tables, lens = random_paged_case(dtype, heads, kv_heads, d, device="cuda")
     out = triton_decode.paged_decode(q, kc, vc, tables, lens, d ** -0.5)
