@@ -15,6 +15,11 @@ ARCHITECTURES = {
     "Qwen2ForCausalLM": "llama",
     "GPT2LMHeadModel": "gpt2",
     "OPTForCausalLM": "opt",
+    "Qwen3ForCausalLM": "qwen3",
+    "MixtralForCausalLM": "mixtral",
+    "Qwen2MoeForCausalLM": "qwen2_moe",
+    "Qwen3MoeForCausalLM": "qwen3_moe",
+    "DeepseekV3ForCausalLM": "deepseek_v3",
 }
 
 
@@ -42,6 +47,27 @@ class ModelConfig:
     # OPT only: embeddings may be smaller than hidden (project_in/out) and LN placement.
     word_embed_proj_dim: int | None = None
     do_layer_norm_before: bool = True
+    qk_norm: bool = False  # Qwen3: RMSNorm on each query and key head before rope
+    # Mixture of experts (0 experts: a dense model). HF's names; normalized by moe_fields().
+    num_experts: int = 0  # routed experts per MoE layer (num_local_experts, n_routed_experts)
+    num_experts_per_tok: int = 0  # top-k
+    moe_intermediate_size: int = 0  # one routed expert's intermediate size
+    norm_topk_prob: bool = True  # renormalize the top-k weights to sum to 1
+    shared_expert_intermediate_size: int = 0  # Qwen2-MoE's shared expert (sigmoid-gated)
+    n_shared_experts: int = 0  # DeepSeek's always-on experts (moe_intermediate_size each)
+    decoder_sparse_step: int = 1  # Qwen MoE: every n-th layer is sparse
+    mlp_only_layers: tuple[int, ...] = ()  # Qwen MoE: these layers stay dense
+    first_k_dense_replace: int = 0  # DeepSeek: the first k layers are dense
+    scoring_func: str = "softmax"  # router scores: "softmax" or "sigmoid" (DeepSeek-V3)
+    n_group: int = 1  # DeepSeek grouped top-k: expert groups, and how many are kept
+    topk_group: int = 1
+    routed_scaling_factor: float = 1.0
+    # Multi-head latent attention (DeepSeek-V2/V3); kv_lora_rank 0: not MLA.
+    q_lora_rank: int | None = None
+    kv_lora_rank: int = 0
+    qk_nope_head_dim: int = 0
+    qk_rope_head_dim: int = 0
+    v_head_dim: int = 0
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -56,6 +82,17 @@ class ModelConfig:
         embed = v * h * (1 if self.tie_word_embeddings else 2)
         pos = self.max_position_embeddings * h if self.family in ("gpt2", "opt") else 0
         return l * per_layer + embed + pos + h
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    def is_moe_layer(self, layer: int) -> bool:
+        """Whether decoder layer `layer` has routed experts (else a dense MLP), by each family's
+        rule: Qwen's sparse step and mlp_only_layers, DeepSeek's first k dense layers."""
+        if not self.is_moe or layer < self.first_k_dense_replace or layer in self.mlp_only_layers:
+            return False
+        return (layer + 1) % max(1, self.decoder_sparse_step) == 0
 
 
 def _eos_ids(cfg: dict) -> tuple[int, ...]:
@@ -77,12 +114,17 @@ def model_config_from_hf(cfg: dict) -> ModelConfig:
             f"onenode supports {', '.join(sorted(ARCHITECTURES))}"
         )
     family = ARCHITECTURES[arch]
-    return {"llama": _llama, "gpt2": _gpt2, "opt": _opt}[family](arch, cfg)
+    if family in ("gpt2", "opt"):
+        return {"gpt2": _gpt2, "opt": _opt}[family](arch, cfg)
+    return _llama(arch, cfg, family)
 
 
 def _guess_arch(model_type: str) -> str | None:
     by_type = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
-               "qwen2": "Qwen2ForCausalLM", "gpt2": "GPT2LMHeadModel", "opt": "OPTForCausalLM"}
+               "qwen2": "Qwen2ForCausalLM", "gpt2": "GPT2LMHeadModel", "opt": "OPTForCausalLM",
+               "qwen3": "Qwen3ForCausalLM", "mixtral": "MixtralForCausalLM",
+               "qwen2_moe": "Qwen2MoeForCausalLM", "qwen3_moe": "Qwen3MoeForCausalLM",
+               "deepseek_v3": "DeepseekV3ForCausalLM"}
     return by_type.get(model_type)
 
 
@@ -91,11 +133,40 @@ def _common(cfg: dict) -> dict:
                 eos_token_ids=_eos_ids(cfg), bos_token_id=cfg.get("bos_token_id"))
 
 
-def _llama(arch: str, cfg: dict) -> ModelConfig:
+def moe_fields(cfg: dict) -> dict:
+    """MoE and MLA fields of a HF config under ModelConfig's names (absent: a dense model)."""
+    experts = cfg.get("num_local_experts") or cfg.get("num_experts") or \
+        cfg.get("n_routed_experts") or 0
+    out = dict(num_experts=int(experts),
+               num_experts_per_tok=int(cfg.get("num_experts_per_tok") or 0) if experts else 0,
+               moe_intermediate_size=int(cfg.get("moe_intermediate_size") or
+                                         (cfg["intermediate_size"] if experts else 0)),
+               norm_topk_prob=bool(cfg.get("norm_topk_prob", True)),
+               shared_expert_intermediate_size=int(cfg.get("shared_expert_intermediate_size")
+                                                   or 0),
+               n_shared_experts=int(cfg.get("n_shared_experts") or 0),
+               decoder_sparse_step=int(cfg.get("decoder_sparse_step") or 1),
+               mlp_only_layers=tuple(cfg.get("mlp_only_layers") or ()),
+               first_k_dense_replace=int(cfg.get("first_k_dense_replace") or 0),
+               scoring_func=str(cfg.get("scoring_func") or "softmax"),
+               n_group=int(cfg.get("n_group") or 1), topk_group=int(cfg.get("topk_group") or 1),
+               routed_scaling_factor=float(cfg.get("routed_scaling_factor") or 1.0))
+    if cfg.get("kv_lora_rank"):
+        out.update(q_lora_rank=cfg.get("q_lora_rank"), kv_lora_rank=int(cfg["kv_lora_rank"]),
+                   qk_nope_head_dim=int(cfg["qk_nope_head_dim"]),
+                   qk_rope_head_dim=int(cfg["qk_rope_head_dim"]),
+                   v_head_dim=int(cfg["v_head_dim"]))
+    return out
+
+
+def _llama(arch: str, cfg: dict, family: str = "llama") -> ModelConfig:
+    """Llama-shaped families (Mistral, Qwen2/3, the MoE families): one parser."""
     heads = cfg["num_attention_heads"]
     hidden = cfg["hidden_size"]
+    if family == "deepseek_v3":  # sigmoid-scored routing is the family's, not a config key
+        cfg = {"scoring_func": "sigmoid", **cfg}
     return ModelConfig(
-        architecture=arch, family="llama", hidden_size=hidden,
+        architecture=arch, family=family, hidden_size=hidden,
         num_layers=cfg["num_hidden_layers"], num_heads=heads,
         num_kv_heads=cfg.get("num_key_value_heads") or heads,
         head_dim=cfg.get("head_dim") or hidden // heads,
@@ -104,8 +175,10 @@ def _llama(arch: str, cfg: dict) -> ModelConfig:
         norm_eps=cfg.get("rms_norm_eps", 1e-6), rope_theta=cfg.get("rope_theta", 10000.0),
         rope_scaling=cfg.get("rope_scaling"),
         tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-        attention_bias=bool(cfg.get("attention_bias", False)) or arch == "Qwen2ForCausalLM",
-        hidden_act=cfg.get("hidden_act", "silu"), **_common(cfg),
+        attention_bias=bool(cfg.get("attention_bias", False))
+        or arch in ("Qwen2ForCausalLM", "Qwen2MoeForCausalLM"),
+        hidden_act=cfg.get("hidden_act", "silu"),
+        qk_norm=family in ("qwen3", "qwen3_moe"), **moe_fields(cfg), **_common(cfg),
     )
 
 
