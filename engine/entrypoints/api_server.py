@@ -1,4 +1,4 @@
-"""The OpenAI-compatible HTTP server: FastAPI routes over an AsyncEngine, run by uvicorn.
+"""The OpenAI-compatible HTTP server: FastAPI routes over an EngineClient, run by uvicorn.
 
 `build_app` wires routes, auth and error handling (no I/O, used by tests with a live engine);
 `run_server` is what `onenode serve` calls: load the engine, serve until Ctrl-C / SIGTERM, then
@@ -20,7 +20,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from engine import __version__
 from engine.config import EngineConfig
-from engine.entrypoints.async_engine import AsyncEngine
+from engine.loop.async_engine import AsyncEngine
+from engine.loop.engine_client import EngineClient
 from engine.entrypoints.errors import ApiError, error_response, install_error_handlers
 from engine.entrypoints.limits import BodyLimit
 from engine.entrypoints.metrics import CONTENT_TYPE
@@ -35,7 +36,6 @@ from engine.entrypoints.openai_protocol import (
     TokenizeResponse,
 )
 from engine.entrypoints.openai_serving import OpenAIServing
-from engine.entrypoints.recovery import EngineState
 from engine.entrypoints.server_config import ServerConfig
 from engine.entrypoints.stats_log import StatsLogger
 from engine.logger import init_logger
@@ -44,7 +44,7 @@ from onenode.secrets import SecretFilter
 log = init_logger("onenode.api")
 
 
-def build_app(async_engine: AsyncEngine, served_model_name: str, model_path: str,
+def build_app(async_engine: EngineClient, served_model_name: str, model_path: str,
               api_key: str | None = None, server: ServerConfig | None = None) -> FastAPI:
     """`api_key` (tests' shortcut) adds to server.api_key."""
     server = server or ServerConfig()
@@ -63,7 +63,7 @@ def build_app(async_engine: AsyncEngine, served_model_name: str, model_path: str
     return app
 
 
-def _lifespan(async_engine: AsyncEngine, server: ServerConfig):
+def _lifespan(async_engine: EngineClient, server: ServerConfig):
     @contextlib.asynccontextmanager
     async def lifespan(_app):
         task = None
@@ -93,7 +93,7 @@ def _require_key(keys: tuple[str, ...]):
     return check
 
 
-def _open_routes(app: FastAPI, async_engine: AsyncEngine, serving: OpenAIServing) -> None:
+def _open_routes(app: FastAPI, async_engine: EngineClient, serving: OpenAIServing) -> None:
     """Probes stay open when an API key is set, like vLLM's."""
 
     @app.get("/health")
@@ -170,14 +170,13 @@ async def _respond(serving: OpenAIServing, raw: Request, work):
     return JSONResponse(result.model_dump())
 
 
-def unavailable(async_engine: AsyncEngine) -> ApiError:
+def unavailable(client: EngineClient) -> ApiError:
     """503 while the engine is not serving: with Retry-After while it rebuilds itself."""
-    recovery = async_engine.recovery
-    if recovery.state in (EngineState.DEGRADED, EngineState.RECOVERING):
-        return ApiError(503, recovery.describe(), code="engine_recovering",
-                        headers={"Retry-After": str(recovery.config.retry_after_s)})
-    return ApiError(503, f"the engine is dead ({async_engine.dead}); restart `onenode serve`",
-                    code="engine_dead")
+    health = client.health()
+    if health.retry_after_s is not None:
+        return ApiError(503, health.message, code="engine_recovering",
+                        headers={"Retry-After": str(health.retry_after_s)})
+    return ApiError(503, health.message, code="engine_dead")
 
 
 async def _client_gone(raw: Request) -> None:
@@ -189,7 +188,7 @@ def run_server(engine_config: EngineConfig, server: ServerConfig | None = None) 
     """Load the engine, serve until Ctrl-C / SIGTERM (streams in flight drain for up to
     --shutdown-timeout seconds), then stop the engine and its workers. Exits non-zero when the
     engine failed and could not recover, so an outer supervisor restarts the server."""
-    from engine.core.engine import LLMEngine
+    from engine.loop.llm_engine import LLMEngine
 
     server = server or ServerConfig()
     host, port, api_key = server.host, server.port, server.api_keys()
@@ -254,7 +253,7 @@ class EngineRebuilder:
             wait_for_devices(self.config, timeout_s)
 
     def build(self):
-        from engine.core.engine import LLMEngine
+        from engine.loop.llm_engine import LLMEngine
 
         return LLMEngine(self.config)
 

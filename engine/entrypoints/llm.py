@@ -5,7 +5,7 @@ import itertools
 
 from tqdm.auto import tqdm
 
-from engine.core.engine import LLMEngine
+from engine.loop.llm_engine import LLMEngine
 from engine.outputs import RequestOutput
 from engine.sampling_params import SamplingParams
 from engine.tokenizer import apply_chat_template

@@ -49,19 +49,18 @@ class _EngineStatsCollector:
                     stats.get("num_blocks", 0))
         yield gauge("engine_alive", "1 while the engine loop and workers are alive.",
                     1 if self.async_engine.alive else 0)
-        recovery = getattr(self.async_engine, "recovery", None)
-        if recovery is not None:
-            # Named as the runbook's alerts expect: restarts of the engine, and its state.
-            restarts = CounterMetricFamily("onenode_engine_restarts", "Engine rebuilds after a "
-                                           "rank died or a step hung.", labels=["model_name"])
-            restarts.add_metric(labels, float(recovery.restarts))
-            yield restarts
-            state = GaugeMetricFamily("onenode_engine_state", "1 for the engine's current state "
-                                      "(serving, degraded, recovering, failed).",
-                                      labels=["model_name", "state"])
-            for s in type(recovery.state):
-                state.add_metric(labels + [s.value], 1.0 if s is recovery.state else 0.0)
-            yield state
+        health = self.async_engine.health()
+        # Named as the runbook's alerts expect: restarts of the engine, and its state.
+        restarts = CounterMetricFamily("onenode_engine_restarts", "Engine rebuilds after a "
+                                       "rank died or a step hung.", labels=["model_name"])
+        restarts.add_metric(labels, float(health.restarts))
+        yield restarts
+        state = GaugeMetricFamily("onenode_engine_state", "1 for the engine's current state "
+                                  "(serving, degraded, recovering, failed).",
+                                  labels=["model_name", "state"])
+        for s in health.states:
+            state.add_metric(labels + [s], 1.0 if s == health.state else 0.0)
+        yield state
         yield counter("num_preemptions", "Cumulative preemptions from the engine.",
                       stats.get("num_preemptions", 0))
         yield counter("prefix_cache_queries", "Prefix cache queries, in tokens.",

@@ -24,6 +24,7 @@ from engine.entrypoints.openai_protocol import (
 )
 from engine.entrypoints.openai_structured import compile_grammar, forced_tool_schema
 from engine.entrypoints.server_config import ServerConfig
+from engine.loop.engine_client import EngineClient
 from engine.outputs import RequestOutput
 from onenode.errors import ConfigError, OnenodeError
 
@@ -31,9 +32,8 @@ log = logging.getLogger("onenode.api")
 
 
 class OpenAIServing:
-    def __init__(self, async_engine, served_model_name: str, model_path: str,
+    def __init__(self, async_engine: EngineClient, served_model_name: str, model_path: str,
                  server: ServerConfig | None = None):
-        engine = async_engine.engine
         self.async_engine = async_engine
         self.served_model_name = served_model_name
         self.model_path = model_path
@@ -41,21 +41,21 @@ class OpenAIServing:
         # The engine thread decodes with its tokenizer; private copies keep the Rust tokenizer
         # from being borrowed by two threads at once: `tokenizer` for the event loop (small
         # decodes of logprob tokens), `_encoder` for the one tokenizer thread below.
-        self.tokenizer = copy.deepcopy(engine.tokenizer)
-        self._encoder = copy.deepcopy(engine.tokenizer)
+        self.tokenizer = copy.deepcopy(async_engine.tokenizer)
+        self._encoder = copy.deepcopy(async_engine.tokenizer)
         template = self.server.chat_template_text()
         if template is not None:
             self.tokenizer.chat_template = self._encoder.chat_template = template
         # Tokenizing a large prompt or rendering a long chat takes milliseconds to seconds: it
         # runs on this one thread, off the event loop, so other streams keep flowing meanwhile.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onenode-tokenizer")
-        self.max_model_len = engine.max_model_len
-        self.vocab_size = engine.model_config.vocab_size
+        self.max_model_len = async_engine.max_model_len
+        self.vocab_size = async_engine.vocab_size
         # No token spells more than `longest` characters, so a longer text than this cannot fit
         # max_model_len: refused before it occupies the tokenizer thread (4x for byte markers).
         longest = max((len(t) for t in self._encoder.get_vocab()), default=1)
         self.max_prompt_chars = 4 * longest * self.max_model_len + 1024
-        self.sampling_defaults = getattr(engine, "default_sampling_params", dict)()
+        self.sampling_defaults = async_engine.default_sampling_params()
         self.metrics = ServerMetrics(async_engine, served_model_name)
 
     # ---- request preparation ----------------------------------------------------------------

@@ -156,12 +156,12 @@ def _show(choice) -> str:
     return repr(choice) if isinstance(choice, str) else repr(choice.function.name)
 
 
-async def compile_grammar(async_engine, params) -> None:
+async def compile_grammar(client, params) -> None:
     """Compile the request's grammar off the event loop and the engine thread (the engine's
     compile then hits xgrammar's cache); a bad one is a 400 before any streaming starts."""
     if params.structured_outputs is None:
         return
     try:
-        await asyncio.to_thread(async_engine.engine.structured.compile, params.structured_outputs)
+        await asyncio.to_thread(client.compile_grammar, params.structured_outputs)
     except ConfigError as exc:
         raise from_exception(exc) from None

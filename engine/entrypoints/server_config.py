@@ -64,7 +64,7 @@ class ServerConfig:
             raise ConfigError("api_key must not be empty; give the key or leave it unset")
 
     def recovery_config(self):
-        from engine.entrypoints.recovery import RecoveryConfig
+        from engine.loop.recovery import RecoveryConfig
 
         return RecoveryConfig(enabled=self.recovery, timeout_s=self.recovery_timeout)
 

@@ -37,7 +37,7 @@ LOGITS_BYTES = 4  # logits are computed in fp32
 
 
 def default_max_num_batched_tokens(max_model_len: int) -> int:
-    """The engine's default chunk of tokens per step (engine/core/engine_setup.py)."""
+    """The engine's default chunk of tokens per step (engine/loop/engine_setup.py)."""
     return max(DEFAULT_MAX_NUM_BATCHED_TOKENS, min(max_model_len, 8192))
 
 

@@ -11,9 +11,9 @@ import torch
 import uvicorn
 
 from engine.config import EngineConfig
-from engine.core.engine import LLMEngine
+from engine.loop.llm_engine import LLMEngine
 from engine.entrypoints.api_server import build_app
-from engine.entrypoints.async_engine import AsyncEngine
+from engine.loop.async_engine import AsyncEngine
 from tests.engine.tiny_models import make_llama
 
 MAX_MODEL_LEN = 256  # the tiny checkpoint's max_position_embeddings

@@ -265,7 +265,7 @@ def wait_idle(server, timeout_s: float = 20.0) -> str:
 
 
 def test_api_key_is_enforced_on_v1_but_not_on_probes(tiny_llama):
-    from engine.core.engine import LLMEngine
+    from engine.loop.llm_engine import LLMEngine
     from tests.engine.entrypoints.conftest import engine_config, running_server
 
     with running_server(LLMEngine(engine_config(tiny_llama)), api_key="s3cret-key") as srv:

@@ -7,7 +7,7 @@ import jsonschema
 import openai
 import pytest
 
-from engine.core.engine import LLMEngine
+from engine.loop.llm_engine import LLMEngine
 from tests.engine.entrypoints.conftest import engine_config, running_server
 from tests.engine.tiny_models import make_llama
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 
-from engine.core.engine import LLMEngine
+from engine.loop.llm_engine import LLMEngine
 from tests.engine.entrypoints.conftest import engine_config, running_server
 
 schemathesis = pytest.importorskip("schemathesis")

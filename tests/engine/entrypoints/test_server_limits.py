@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from engine.core.engine import LLMEngine
+from engine.loop.llm_engine import LLMEngine
 from engine.entrypoints import api_server
 from engine.entrypoints.serve_cli import serve
 from tests.engine.entrypoints.conftest import engine_config, running_server

@@ -6,7 +6,7 @@ import json
 import httpx
 import pytest
 
-from engine.core.engine import LLMEngine
+from engine.loop.llm_engine import LLMEngine
 from engine.entrypoints.server_config import ServerConfig
 from tests.engine.entrypoints.conftest import engine_config, running_server
 from tests.engine.tiny_models import make_llama

@@ -141,7 +141,7 @@ def test_cpu_prediction_equals_the_engines_logged_cpu_blocks(tmp_path, tp, pp, s
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from engine.config import EngineConfig
-    from engine.core.engine_setup import EngineSetup
+    from engine.loop.engine_setup import EngineSetup
 
     torch.manual_seed(0)
     cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=4,

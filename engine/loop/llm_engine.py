@@ -13,11 +13,11 @@ import itertools
 
 from engine.config import EngineConfig
 from engine.core.block_manager import BlockManager
-from engine.core.engine_setup import EngineSetup
-from engine.core.output_processor import OutputProcessor, RequestState
+from engine.loop.engine_setup import EngineSetup
+from engine.loop.output_processor import OutputProcessor, RequestState
 from engine.core.scheduler import Scheduler
 from engine.core.sequence import Sequence
-from engine.core.structured_output import StructuredOutputManager
+from engine.loop.structured_output import StructuredOutputManager
 from engine.generation_config import default_sampling_values
 from engine.outputs import CompletionOutput, RequestOutput
 from engine.sampling_params import SamplingParams

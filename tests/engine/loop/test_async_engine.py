@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from engine.core.engine import LLMEngine
+from engine.loop.llm_engine import LLMEngine
 from tests.engine.entrypoints.conftest import engine_config, running_server
 
 
@@ -63,7 +63,7 @@ def test_killed_worker_is_rebuilt_and_answers_the_same(tiny_llama):
     """Recovery on (what `onenode serve` does): 503 + Retry-After while rebuilding, then 200, one
     restart counted, and the same greedy answer as before the crash."""
     from engine.entrypoints.api_server import EngineRebuilder
-    from engine.entrypoints.recovery import RecoveryConfig
+    from engine.loop.recovery import RecoveryConfig
     from tests.engine.entrypoints.conftest import metric
 
     config = engine_config(tiny_llama, distributed_executor_backend="mp")

@@ -15,7 +15,8 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from engine.entrypoints.recovery import Recovery, RecoveryConfig, rebuild
+from engine.loop.engine_client import EngineHealth
+from engine.loop.recovery import EngineState, Recovery, RecoveryConfig, rebuild
 from engine.outputs import RequestOutput
 from engine.sampling_params import SamplingParams
 from onenode.errors import EngineDeadError
@@ -43,13 +44,19 @@ def _deliver(items) -> None:
 
 
 class AsyncEngine:
-    """`rebuilder` (wait_for_devices(timeout_s), build() -> LLMEngine) turns recovery on: after a
+    """The EngineClient (engine_client.py) of one local engine.
+
+    `rebuilder` (wait_for_devices(timeout_s), build() -> LLMEngine) turns recovery on: after a
     failure the engine thread rebuilds the engine (recovery.py) instead of staying dead;
     `on_failed` is called once when the engine is dead for good."""
 
     def __init__(self, engine, health_interval_s: float = 1.0, rebuilder=None,
                  recovery: RecoveryConfig | None = None, on_failed=None):
         self.engine = engine
+        # Model facts are fixed across rebuilds (same config), so they are read once here.
+        self._tokenizer, self._max_model_len = engine.tokenizer, engine.max_model_len
+        self._vocab_size = engine.model_config.vocab_size
+        self._sampling_defaults = getattr(engine, "default_sampling_params", dict)()
         self.health_interval_s = health_interval_s
         self.dead: str | None = None
         self.recovery = Recovery(recovery or RecoveryConfig(enabled=rebuilder is not None))
@@ -63,6 +70,42 @@ class AsyncEngine:
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="onenode-engine", daemon=True)
         self._thread.start()
+
+    # ---- model facts (EngineClient) ---------------------------------------------------------
+    @property
+    def tokenizer(self):
+        return self._tokenizer
+
+    @property
+    def max_model_len(self) -> int:
+        return self._max_model_len
+
+    @property
+    def vocab_size(self) -> int:
+        return self._vocab_size
+
+    def default_sampling_params(self) -> dict:
+        return dict(self._sampling_defaults)
+
+    def compile_grammar(self, structured_outputs) -> None:
+        engine = self.engine
+        if engine is None:  # rebuilding: the request is refused like any other meanwhile
+            raise EngineDeadError(self.health().message or "the engine is rebuilding")
+        engine.structured.compile(structured_outputs)
+
+    def health(self) -> EngineHealth:
+        rec = self.recovery
+        rebuilding = rec.state in (EngineState.DEGRADED, EngineState.RECOVERING)
+        if self.alive:
+            message = None
+        elif rebuilding:
+            message = rec.describe()
+        else:
+            message = f"the engine is dead ({self.dead}); restart `onenode serve`"
+        return EngineHealth(alive=self.alive, state=rec.state.value,
+                            states=tuple(s.value for s in EngineState), message=message,
+                            retry_after_s=rec.config.retry_after_s if rebuilding else None,
+                            restarts=rec.restarts)
 
     # ---- event-loop side -------------------------------------------------------------------
     async def generate(self, request_id: str, prompt: str | list[int], params: SamplingParams,

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from engine.entrypoints.async_engine import AsyncEngine
-from engine.entrypoints.recovery import EngineState, Recovery, RecoveryConfig, rebuild
+from engine.loop.async_engine import AsyncEngine
+from engine.loop.recovery import EngineState, Recovery, RecoveryConfig, rebuild
 from engine.outputs import CompletionOutput, RequestOutput
 from onenode.errors import ConfigError, EngineDeadError
 
@@ -83,6 +83,9 @@ def test_stopping_interrupts_recovery():
 class FakeExecutorEngine:
     """Just enough of LLMEngine for AsyncEngine: one request finishes per step; `die` makes the
     next step raise as a dead rank does."""
+
+    tokenizer, max_model_len = None, 64
+    model_config = type("ModelConfig", (), {"vocab_size": 16})
 
     def __init__(self, name):
         self.name, self.requests, self.die, self.shut = name, [], False, False

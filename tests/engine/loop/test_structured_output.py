@@ -4,7 +4,7 @@ masks allow exactly the grammar's next tokens, the grammar ends the sequence, st
 import pytest
 
 from engine.core.scheduler_output import ScheduledSeq, SchedulerOutput
-from engine.core.structured_output import StructuredOutputManager, choice_grammar
+from engine.loop.structured_output import StructuredOutputManager, choice_grammar
 from engine.layers.logits_processors import unpack_bitmask
 from engine.sampling_params import SamplingParams
 from engine.structured_outputs import StructuredOutputsParams as S
