@@ -72,16 +72,18 @@ class ModelConfig:
 
     @property
     def num_params(self) -> int:
-        """Parameter count (embeddings counted once when tied); used for weight-memory plans."""
-        h, i, v, l = self.hidden_size, self.intermediate_size, self.vocab_size, self.num_layers
-        q = self.num_heads * self.head_dim
-        kv = self.num_kv_heads * self.head_dim
-        attn = h * q + 2 * h * kv + q * h
-        mlp = (3 if self.family == "llama" else 2) * h * i
-        per_layer = attn + mlp + 4 * h
-        embed = v * h * (1 if self.tie_word_embeddings else 2)
-        pos = self.max_position_embeddings * h if self.family in ("gpt2", "opt") else 0
-        return l * per_layer + embed + pos + h
+        """Every parameter (all experts resident; embeddings once when tied): weight memory."""
+        from engine.model_params import num_params  # late: model_params imports this module
+
+        return num_params(self)
+
+    @property
+    def num_active_params(self) -> int:
+        """Parameters one token reads (top-k experts, shared experts, attention, embeddings):
+        what decode speed scales with. Equals num_params for a dense model."""
+        from engine.model_params import num_active_params
+
+        return num_active_params(self)
 
     @property
     def is_moe(self) -> bool:
