@@ -68,6 +68,10 @@ class ModelConfig:
     qk_nope_head_dim: int = 0
     qk_rope_head_dim: int = 0
     v_head_dim: int = 0
+    # quantization_config.quant_method of the checkpoint (None: unquantized); see
+    # engine/models/fp8.py for the one onenode loads ("fp8", dequantized at load).
+    quantization: str | None = None
+    weight_block_size: tuple[int, ...] = ()  # fp8: the [rows, cols] tile one scale covers
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -131,8 +135,11 @@ def _guess_arch(model_type: str) -> str | None:
 
 
 def _common(cfg: dict) -> dict:
+    quant = cfg.get("quantization_config") or {}
     return dict(torch_dtype=str(cfg.get("torch_dtype") or "float32").replace("torch.", ""),
-                eos_token_ids=_eos_ids(cfg), bos_token_id=cfg.get("bos_token_id"))
+                eos_token_ids=_eos_ids(cfg), bos_token_id=cfg.get("bos_token_id"),
+                quantization=quant.get("quant_method"),
+                weight_block_size=tuple(quant.get("weight_block_size") or ()))
 
 
 def moe_fields(cfg: dict) -> dict:

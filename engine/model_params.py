@@ -67,8 +67,8 @@ def mlp_params(m: ModelConfig, layer: int, tp: int = 1, ep: int = 1,
     h, e = m.hidden_size, m.num_experts
     router = h * e + (e if m.scoring_func == "sigmoid" else 0)  # DeepSeek's correction bias
     expert = _mlp(m, m.moe_intermediate_size)
-    if active:
-        routed = m.num_experts_per_tok * expert
+    if active:  # per token; on one rank the top-k land on 1/tp of the ranks' experts on average
+        routed = m.num_experts_per_tok * expert // tp
     elif ep > 1:
         routed = experts_per_rank(m, ep) * expert
     else:
