@@ -135,11 +135,23 @@ def _guess_arch(model_type: str) -> str | None:
 
 
 def _common(cfg: dict) -> dict:
-    quant = cfg.get("quantization_config") or {}
     return dict(torch_dtype=str(cfg.get("torch_dtype") or "float32").replace("torch.", ""),
                 eos_token_ids=_eos_ids(cfg), bos_token_id=cfg.get("bos_token_id"),
-                quantization=quant.get("quant_method"),
-                weight_block_size=tuple(quant.get("weight_block_size") or ()))
+                **_quantization(cfg.get("quantization_config")))
+
+
+def _quantization(quant: dict | None) -> dict:
+    """The one quantized format onenode loads: FP8 with 2-D block scales (dequantized at load);
+    any other quantization_config is refused here rather than loaded as garbage."""
+    if not quant:
+        return {}
+    method, block = quant.get("quant_method"), tuple(quant.get("weight_block_size") or ())
+    if method != "fp8" or len(block) != 2:
+        what = f"{method!r}" + ("" if method != "fp8" else " without a 2-D weight_block_size")
+        raise ModelLoadError(f"quantization_config quant_method {what} is not supported; "
+                             f"onenode loads unquantized or FP8 block-quantized (DeepSeek-V3 "
+                             f"style) safetensors, or GGUF: use such a release of this model")
+    return dict(quantization=method, weight_block_size=block)
 
 
 def moe_fields(cfg: dict) -> dict:
