@@ -147,8 +147,7 @@ def _explain_layout(model: ModelConfig, cluster: ClusterShape, layout: Layout, f
         return (f"The model does not fit even on all {cluster.num_gpus} GPUs "
                 f"({cluster.nodes} node(s) x {cluster.gpus_per_node}): with TP={layout.tp} x "
                 f"PP={layout.pp} one max_model_len request does not fit in the KV cache left "
-                f"after the weights; add nodes, use GPUs with more memory, or lower "
-                f"--max-model-len.")
+                f"after the weights (how much is missing, and what fits, follows the table).")
     if layout.world_size == 1:
         spare = cluster.num_gpus - 1
         extra = f" The other {spare} GPU(s) can serve replicas." if spare else ""
