@@ -68,20 +68,26 @@ class ModelConfig:
     qk_nope_head_dim: int = 0
     qk_rope_head_dim: int = 0
     v_head_dim: int = 0
+    # quantization_config.quant_method of the checkpoint (None: unquantized); see
+    # engine/models/fp8.py for the one onenode loads ("fp8", dequantized at load).
+    quantization: str | None = None
+    weight_block_size: tuple[int, ...] = ()  # fp8: the [rows, cols] tile one scale covers
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def num_params(self) -> int:
-        """Parameter count (embeddings counted once when tied); used for weight-memory plans."""
-        h, i, v, l = self.hidden_size, self.intermediate_size, self.vocab_size, self.num_layers
-        q = self.num_heads * self.head_dim
-        kv = self.num_kv_heads * self.head_dim
-        attn = h * q + 2 * h * kv + q * h
-        mlp = (3 if self.family == "llama" else 2) * h * i
-        per_layer = attn + mlp + 4 * h
-        embed = v * h * (1 if self.tie_word_embeddings else 2)
-        pos = self.max_position_embeddings * h if self.family in ("gpt2", "opt") else 0
-        return l * per_layer + embed + pos + h
+        """Every parameter (all experts resident; embeddings once when tied): weight memory."""
+        from engine.model_params import num_params  # late: model_params imports this module
+
+        return num_params(self)
+
+    @property
+    def num_active_params(self) -> int:
+        """Parameters one token reads (top-k experts, shared experts, attention, embeddings):
+        what decode speed scales with. Equals num_params for a dense model."""
+        from engine.model_params import num_active_params
+
+        return num_active_params(self)
 
     @property
     def is_moe(self) -> bool:
@@ -130,7 +136,22 @@ def _guess_arch(model_type: str) -> str | None:
 
 def _common(cfg: dict) -> dict:
     return dict(torch_dtype=str(cfg.get("torch_dtype") or "float32").replace("torch.", ""),
-                eos_token_ids=_eos_ids(cfg), bos_token_id=cfg.get("bos_token_id"))
+                eos_token_ids=_eos_ids(cfg), bos_token_id=cfg.get("bos_token_id"),
+                **_quantization(cfg.get("quantization_config")))
+
+
+def _quantization(quant: dict | None) -> dict:
+    """The one quantized format onenode loads: FP8 with 2-D block scales (dequantized at load);
+    any other quantization_config is refused here rather than loaded as garbage."""
+    if not quant:
+        return {}
+    method, block = quant.get("quant_method"), tuple(quant.get("weight_block_size") or ())
+    if method != "fp8" or len(block) != 2:
+        what = f"{method!r}" + ("" if method != "fp8" else " without a 2-D weight_block_size")
+        raise ModelLoadError(f"quantization_config quant_method {what} is not supported; "
+                             f"onenode loads unquantized or FP8 block-quantized (DeepSeek-V3 "
+                             f"style) safetensors, or GGUF: use such a release of this model")
+    return dict(quantization=method, weight_block_size=block)
 
 
 def moe_fields(cfg: dict) -> dict:

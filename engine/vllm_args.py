@@ -15,8 +15,9 @@ from onenode.errors import ConfigError
 
 # name -> (the accepted "off" value, why not / what to do instead)
 UNSUPPORTED: dict[str, tuple[object, str]] = {
-    "quantization": (None, ("weights load unquantized; use an unquantized checkpoint or a GGUF "
-                            "file (dequantized at load)")),
+    "quantization": (None, ("onenode reads the checkpoint's own quantization_config (FP8 "
+                            "block-quantized weights are dequantized at load) and quantizes "
+                            "nothing itself; leave quantization unset")),
     "kv_cache_dtype": ("auto", "the KV cache uses the model dtype; leave kv_cache_dtype='auto'"),
     "load_format": ("auto", "onenode loads safetensors or GGUF; leave load_format='auto'"),
     "tokenizer_mode": ("auto", "onenode uses the HF fast tokenizer; leave tokenizer_mode='auto'"),

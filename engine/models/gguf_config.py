@@ -10,6 +10,9 @@ from onenode.errors import ModelLoadError
 
 GGUF_ARCHS = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM",
               "mistral": "MistralForCausalLM", "gpt2": "GPT2LMHeadModel"}
+# llama.cpp's names of MoE architectures (Mixtral is "llama" with an expert_count).
+GGUF_MOE_ARCHS = ("qwen2moe", "qwen3moe", "deepseek2", "deepseek", "mixtral", "dbrx", "olmoe",
+                  "llama4", "gpt-oss", "glm4moe")
 
 
 def gguf_hf_config(path: Path) -> dict:
@@ -24,6 +27,12 @@ def gguf_hf_config(path: Path) -> dict:
     meta = {k: f.contents() for k, f in reader.fields.items()
             if not k.startswith("tokenizer.ggml.") or k.endswith("_token_id")}
     arch = meta.get("general.architecture", "")
+    experts = meta.get(f"{arch}.expert_count") or 0
+    if experts or arch in GGUF_MOE_ARCHS or any("_exps" in t.name for t in reader.tensors):
+        raise ModelLoadError(
+            f"GGUF architecture {arch!r} is a mixture of experts ({experts or 'stacked'} experts "
+            f"per layer as llama.cpp's blk.N.ffn_*_exps tensors), which onenode does not read "
+            f"from GGUF; use the model's HF safetensors release (config.json + *.safetensors)")
     if arch not in GGUF_ARCHS:
         raise ModelLoadError(f"GGUF architecture {arch!r} is not supported; onenode reads "
                              f"{', '.join(sorted(GGUF_ARCHS))}")

@@ -59,4 +59,4 @@ def open_reader(source):
         return GGUFReader(str(source.path / source.gguf_file), source.hf_config)
     from engine.models.weights import SafetensorsReader
 
-    return SafetensorsReader(source.path)
+    return SafetensorsReader(source.path, source.model_config.weight_block_size)

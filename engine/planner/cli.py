@@ -39,7 +39,7 @@ ENGINE_KNOBS = ("gpu_memory_utilization", "max_model_len", "dtype", "block_size"
 class PlanFlags:
     """The flags only `onenode plan` has (the cluster's shape, targets, output)."""
     model: str = option(help="Local config.json, model directory or GGUF file, or a known model "
-                             "(e.g. Llama-2-70B, meta-llama/Meta-Llama-3-8B)")
+                             "(e.g. Llama-2-70B, DeepSeek-V3, Qwen3-235B-A22B)")
     nodes: int = option(1, help="Nodes in the cluster", range=(1, None))
     gpus_per_node: int = option(1, help="GPUs per node", range=(1, None))
     gpu_memory: str = option("80GiB", help="Memory of one GPU, e.g. 80GiB")

@@ -13,6 +13,30 @@ _LLAMA2 = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_
 _LLAMA3 = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 128256,
            "max_position_embeddings": 8192, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
            "torch_dtype": "bfloat16"}
+# DeepSeek-V3/R1: MLA, 256 routed experts (top-8 in 4 of 8 groups) + 1 shared, the first 3
+# layers dense; published with FP8 block-quantized weights (dequantized to bf16 at load).
+_DEEPSEEK_V3 = {
+    "architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3", "hidden_size": 7168,
+    "intermediate_size": 18432, "moe_intermediate_size": 2048, "num_hidden_layers": 61,
+    "num_attention_heads": 128, "num_key_value_heads": 128, "n_routed_experts": 256,
+    "n_shared_experts": 1, "num_experts_per_tok": 8, "first_k_dense_replace": 3,
+    "moe_layer_freq": 1, "n_group": 8, "topk_group": 4, "topk_method": "noaux_tc",
+    "scoring_func": "sigmoid", "norm_topk_prob": True, "routed_scaling_factor": 2.5,
+    "q_lora_rank": 1536, "kv_lora_rank": 512, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64,
+    "v_head_dim": 128, "vocab_size": 129280, "max_position_embeddings": 163840,
+    "rms_norm_eps": 1e-6, "rope_theta": 10000,
+    "rope_scaling": {"type": "yarn", "factor": 40, "original_max_position_embeddings": 4096,
+                     "beta_fast": 32, "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 1.0},
+    "tie_word_embeddings": False, "torch_dtype": "bfloat16", "bos_token_id": 0,
+    "eos_token_id": 1,
+    "quantization_config": {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
+                            "weight_block_size": [128, 128]}}
+_QWEN3_MOE = {"architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe",
+              "num_key_value_heads": 4, "head_dim": 128, "num_experts": 128,
+              "num_experts_per_tok": 8, "norm_topk_prob": True, "decoder_sparse_step": 1,
+              "mlp_only_layers": [], "vocab_size": 151936, "max_position_embeddings": 40960,
+              "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": False,
+              "torch_dtype": "bfloat16"}
 
 # hub id -> config.json fields (values from the models' published config.json files).
 KNOWN_MODELS: dict[str, dict] = {
@@ -48,13 +72,30 @@ KNOWN_MODELS: dict[str, dict] = {
         "num_key_value_heads": 3, "vocab_size": 49152, "max_position_embeddings": 8192,
         "rms_norm_eps": 1e-5, "rope_theta": 100000.0, "tie_word_embeddings": True,
         "torch_dtype": "bfloat16"},
+    # Mixture-of-experts releases (the models people need several hosts for).
+    "deepseek-ai/DeepSeek-V3": _DEEPSEEK_V3,
+    "deepseek-ai/DeepSeek-R1": _DEEPSEEK_V3,  # R1 is V3's shape with other weights
+    "Qwen/Qwen3-235B-A22B": {
+        **_QWEN3_MOE, "hidden_size": 4096, "intermediate_size": 12288,
+        "moe_intermediate_size": 1536, "num_hidden_layers": 94, "num_attention_heads": 64},
+    "Qwen/Qwen3-30B-A3B": {
+        **_QWEN3_MOE, "hidden_size": 2048, "intermediate_size": 6144,
+        "moe_intermediate_size": 768, "num_hidden_layers": 48, "num_attention_heads": 32},
+    "mistralai/Mixtral-8x22B-v0.1": {
+        "architectures": ["MixtralForCausalLM"], "model_type": "mixtral", "hidden_size": 6144,
+        "intermediate_size": 16384, "num_hidden_layers": 56, "num_attention_heads": 48,
+        "num_key_value_heads": 8, "num_local_experts": 8, "num_experts_per_tok": 2,
+        "vocab_size": 32768, "max_position_embeddings": 65536, "rms_norm_eps": 1e-5,
+        "rope_theta": 1000000.0, "tie_word_embeddings": False, "torch_dtype": "bfloat16"},
 }
 
 
 def _key(name: str) -> str:
-    """'meta-llama/Llama-2-70b-chat-hf' and 'Llama-2-70B' -> 'llama-2-70b'."""
+    """'meta-llama/Llama-2-70b-chat-hf' and 'Llama-2-70B' -> 'llama-2-70b'; a release suffix
+    (-v0.1) goes too."""
     key = name.strip().lower().rsplit("/", 1)[-1]
     key = re.sub(r"^meta-", "", key)
+    key = re.sub(r"-v\d+(\.\d+)*$", "", key)  # release suffix: Mixtral-8x22B-v0.1
     key = re.sub(r"(-hf)?(-(chat|instruct|base))?(-hf)?$", "", key)
     return key.replace("gpt-2", "gpt2")
 

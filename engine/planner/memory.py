@@ -5,8 +5,11 @@ The engine measures these on the real device (worker/model_runner.py profiles a 
 same `kv_blocks.gpu_available_bytes`.
 
 Weights (per GPU, on the busiest pipeline stage):
-    layers_of_stage x params_per_layer_per_rank                (attention and MLP sharded by TP;
-                                                                 K/V replicated when TP > KV heads)
+    sum of the stage's layers' params per rank                 (engine/model_params.py: attention
+                                                                 and MLP sharded by TP, K/V
+                                                                 replicated when TP > KV heads;
+                                                                 MoE: all experts resident, sliced
+                                                                 by TP or whole under EP)
   + vocab x hidden / tp            on the first stage           (vocab-parallel embedding)
   + vocab x hidden / tp            on the last stage            (LM head; shared with the
                                                                  embedding when tied and pp == 1)
@@ -14,7 +17,8 @@ Weights (per GPU, on the busiest pipeline stage):
   all x dtype bytes.
 
 Activation reserve (peak of one profiling step of T = max_num_batched_tokens tokens):
-    T x dtype_bytes x (4 x hidden + 3 x intermediate / tp)
+    T x dtype_bytes x (4 x hidden + 3 x intermediate / tp)     (MoE: intermediate = the top-k
+                                                                 and shared experts' widths)
   + min(T, max_num_seqs) x vocab / tp x 4
   The first term is the residual stream, normed input, attention output and one temporary
   (4 x hidden) next to the MLP's gate/up outputs and their activated product (3 x intermediate
@@ -26,7 +30,8 @@ order of what vLLM's profiler reports as "non-torch memory" on one GPU; NCCL_BYT
 GPU talks to others (TP or PP > 1).
 """
 
-from engine.core.kv_blocks import GiB, kv_heads_per_rank
+from engine import model_params
+from engine.core.kv_blocks import GiB
 from engine.model_config import ModelConfig
 from engine.parallel.pp_partition import pp_layer_partition
 
@@ -51,20 +56,20 @@ def planned_dtype(requested: str, checkpoint_dtype: str, device: str) -> str:
     return checkpoint_dtype
 
 
-def layer_params_per_rank(model: ModelConfig, tp: int) -> int:
-    h, hd = model.hidden_size, model.head_dim
-    q = model.num_heads * hd // tp
-    kv = kv_heads_per_rank(model.num_kv_heads, tp) * hd
-    attn = h * q + 2 * h * kv + q * h
-    mlp = (3 if model.family == "llama" else 2) * h * model.intermediate_size // tp
-    return attn + mlp + 4 * h  # norms (and their biases) are replicated
+def layer_params_per_rank(model: ModelConfig, tp: int, layer: int = 0, ep: int = 1) -> int:
+    """Parameters of decoder layer `layer` on one rank (engine/model_params.py: MoE and MLA
+    included; norms replicated)."""
+    return model_params.layer_params(model, layer, tp, ep)
 
 
-def stage_params_per_rank(model: ModelConfig, tp: int, partition: list[int], stage: int) -> int:
-    """Parameters one TP rank of `stage` holds."""
+def stage_params_per_rank(model: ModelConfig, tp: int, partition: list[int], stage: int,
+                          ep: int = 1, active: bool = False) -> int:
+    """Parameters one TP rank of `stage` holds (`active`: reads per token, on average)."""
     h, v = model.hidden_size, model.vocab_size
     first, last = stage == 0, stage == len(partition) - 1
-    params = partition[stage] * layer_params_per_rank(model, tp)
+    start = sum(partition[:stage])
+    params = sum(model_params.layer_params(model, i, tp, ep, active)
+                 for i in range(start, start + partition[stage]))
     if first:
         params += v * h // tp
         if model.family in ("gpt2", "opt"):
@@ -77,17 +82,39 @@ def stage_params_per_rank(model: ModelConfig, tp: int, partition: list[int], sta
 
 
 def weights_bytes_per_gpu(model: ModelConfig, dtype_bytes: int, tp: int = 1, pp: int = 1,
-                          partition: list[int] | None = None) -> int:
-    """Weight bytes on the busiest GPU (the stage holding the most parameters)."""
+                          partition: list[int] | None = None, ep: int = 1) -> int:
+    """Weight bytes on the busiest GPU (the stage holding the most parameters); every expert is
+    resident, so an MoE model weighs its total parameters."""
     parts = partition or pp_layer_partition(model.num_layers, pp)
-    return max(stage_params_per_rank(model, tp, parts, s) for s in range(len(parts))) * dtype_bytes
+    return max(stage_params_per_rank(model, tp, parts, s, ep)
+               for s in range(len(parts))) * dtype_bytes
+
+
+def active_bytes_per_gpu(model: ModelConfig, dtype_bytes: int, tp: int, partition: list[int],
+                         ep: int = 1) -> int:
+    """Weight bytes one decode token reads on the busiest GPU (top-k experts only): what
+    single-stream decode speed is bound by, per pipeline stage."""
+    return max(stage_params_per_rank(model, tp, partition, s, ep, active=True)
+               for s in range(len(partition))) * dtype_bytes
+
+
+def peak_intermediate(model: ModelConfig) -> int:
+    """Widest MLP activation per token before TP: a dense MLP's, or an MoE block's top-k routed
+    experts plus its shared experts (every token runs k experts)."""
+    dense = model.intermediate_size if any(
+        not model.is_moe_layer(i) for i in range(model.num_layers)) else 0
+    if not model.is_moe:
+        return dense
+    moe = ((model.num_experts_per_tok + model.n_shared_experts) * model.moe_intermediate_size
+           + model.shared_expert_intermediate_size)
+    return max(dense, moe)
 
 
 def activation_bytes(model: ModelConfig, num_tokens: int, dtype_bytes: int, tp: int = 1,
                      max_num_seqs: int = 256) -> int:
     """Estimated activation peak of one step of `num_tokens` tokens (formula in the header)."""
     hidden = num_tokens * dtype_bytes * (4 * model.hidden_size +
-                                         3 * model.intermediate_size // tp)
+                                         3 * peak_intermediate(model) // tp)
     logits = min(num_tokens, max_num_seqs) * (model.vocab_size // tp) * LOGITS_BYTES
     return hidden + logits
 

@@ -15,6 +15,8 @@ from engine.core import kv_blocks
 from engine.model_config import ModelConfig
 from engine.parallel.pp_partition import pp_layer_partition
 from engine.planner import memory
+from engine.planner.moe_advice import moe_notes
+from engine.planner.shortfall import shortfall
 from engine.planner.strategy import (
     ClusterShape,
     Layout,
@@ -68,6 +70,7 @@ class Capacity:
     max_tokens: int
     max_concurrency: float
     fits: bool
+    active_bytes: int = 0  # weights one decode token reads on this GPU (top-k experts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +97,11 @@ class Plan:
     fits: bool
     reason: str
     advice: list[str] = field(default_factory=list)
+    expert_parallel_size: int = 1
+    num_params: int = 0
+    num_active_params: int = 0
+    active_bytes_per_gpu: int = 0
+    notes: list[str] = field(default_factory=list)  # MoE and checkpoint reasoning
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -112,7 +120,7 @@ def capacity(req: PlanRequest, layout: Layout, max_model_len: int, batched: int)
     model, tp, pp = req.model, layout.tp, layout.pp
     dtype_bytes = kv_blocks.DTYPE_BYTES[memory.planned_dtype(req.dtype, model.torch_dtype, "cuda")]
     partition = pp_layer_partition(model.num_layers, pp)
-    weights = memory.weights_bytes_per_gpu(model, dtype_bytes, tp, pp, partition)
+    weights = memory.weights_bytes_per_gpu(model, dtype_bytes, tp, pp, partition, layout.ep)
     act = memory.activation_bytes(model, batched, dtype_bytes, tp, req.max_num_seqs)
     other = memory.non_torch_bytes(layout.world_size)
     avail = kv_blocks.gpu_available_bytes(req.cluster.gpu_memory_bytes,
@@ -122,7 +130,8 @@ def capacity(req: PlanRequest, layout: Layout, max_model_len: int, batched: int)
     fits = blocks >= max(1, math.ceil(max_model_len / req.block_size))
     return Capacity(layout, partition, weights, act, other, avail, block, blocks,
                     blocks * req.block_size,
-                    kv_blocks.max_concurrency(blocks, req.block_size, max_model_len), fits)
+                    kv_blocks.max_concurrency(blocks, req.block_size, max_model_len), fits,
+                    memory.active_bytes_per_gpu(model, dtype_bytes, tp, partition, layout.ep))
 
 
 def make_plan(req: PlanRequest) -> Plan:
@@ -134,6 +143,10 @@ def make_plan(req: PlanRequest) -> Plan:
     layout, fits = choose_layout(req.model, req.cluster,
                                  lambda lay: capacity(req, lay, max_len, batched).fits)
     cap = capacity(req, layout, max_len, batched)
+
+    def capacity_of(lay: Layout) -> Capacity:
+        return capacity(req, lay, max_len, batched)
+
     gpu_dtype = memory.planned_dtype(req.dtype, req.model.torch_dtype, "cuda")
     cpu_dtype = memory.planned_dtype(req.dtype, req.model.torch_dtype, "cpu")
     cpu_blocks = cpu_kv_blocks(req.model, req.block_size, kv_blocks.DTYPE_BYTES[cpu_dtype],
@@ -148,7 +161,12 @@ def make_plan(req: PlanRequest) -> Plan:
         block_bytes=cap.block_bytes, num_gpu_blocks=cap.num_blocks, max_tokens=cap.max_tokens,
         max_concurrency=cap.max_concurrency, num_cpu_blocks=cpu_blocks, fits=fits,
         reason=explain(req.model, req.cluster, layout, fits),
-        advice=target_advice(req, cap, max_len, batched))
+        advice=([] if fits else shortfall(req, cap, max_len, capacity_of, MAX_EXTRA_NODES))
+        + target_advice(req, cap, max_len, batched),
+        expert_parallel_size=layout.ep, num_params=req.model.num_params,
+        num_active_params=req.model.num_active_params, active_bytes_per_gpu=cap.active_bytes,
+        notes=moe_notes(req.model, req.cluster, cap, capacity_of,
+                        kv_blocks.DTYPE_BYTES[gpu_dtype]))
 
 
 def _meets(req: PlanRequest, cap: Capacity) -> bool:

@@ -18,6 +18,8 @@ def commands(plan: Plan, model_name: str, req: PlanRequest) -> list[str]:
         serve.append(f"--tensor-parallel-size {plan.tensor_parallel_size}")
     if plan.pipeline_parallel_size > 1:
         serve.append(f"--pipeline-parallel-size {plan.pipeline_parallel_size}")
+    if plan.expert_parallel_size > 1:
+        serve.append("--enable-expert-parallel")
     if req.max_model_len:
         serve.append(f"--max-model-len {req.max_model_len}")
     if req.gpu_memory_utilization != 0.9:
@@ -49,11 +51,14 @@ def render_plan(console: Console, plan: Plan, model_name: str, source: str,
     console.print(f"[bold]onenode plan[/bold] {model_name} ({source}) on {c.nodes} node(s) x "
                   f"{c.gpus_per_node} GPU(s) x {human_bytes(c.gpu_memory_bytes)}")
     style = "green" if plan.fits else "red"
+    ep = f" x EP={plan.expert_parallel_size}" if plan.expert_parallel_size > 1 else ""
     console.print(f"[bold {style}]strategy: {plan.strategy}[/bold {style}]  "
-                  f"TP={plan.tensor_parallel_size} x PP={plan.pipeline_parallel_size} "
+                  f"TP={plan.tensor_parallel_size} x PP={plan.pipeline_parallel_size}{ep} "
                   f"({plan.gpus_used} GPU(s) on {plan.nodes_used} node(s), "
                   f"layers per stage {plan.pp_layer_partition})")
     console.print(plan.reason)
+    for line in plan.notes:
+        console.print(line)
     console.print(_numbers_table(plan))
     for line in plan.advice:
         console.print(f"[yellow]{line}[/yellow]")
@@ -69,6 +74,7 @@ def _numbers_table(plan: Plan) -> Table:
     rows = [
         ("dtype", plan.dtype),
         ("weights", human_bytes(plan.weights_bytes_per_gpu)),
+        ("weights read per decode token (active)", human_bytes(plan.active_bytes_per_gpu)),
         (f"activation reserve ({plan.max_num_batched_tokens} tokens)",
          human_bytes(plan.activation_bytes)),
         ("non-torch reserve", human_bytes(plan.non_torch_bytes)),

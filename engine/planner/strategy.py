@@ -34,6 +34,7 @@ class Layout:
     tp: int
     pp: int
     nodes: int  # nodes the layout occupies
+    ep: int = 1  # MoE: whole experts split over the TP ranks of a stage (1: experts TP-sliced)
 
     @property
     def world_size(self) -> int:
@@ -44,8 +45,10 @@ class Layout:
         if self.world_size == 1:
             return "single"
         if self.pp == 1:
-            return "tp"
-        return "pp" if self.tp == 1 else "tp+pp"
+            base = "tp"
+        else:
+            base = "pp" if self.tp == 1 else "tp+pp"
+        return base + ("+ep" if self.ep > 1 else "")
 
 
 def tp_divides(model: ModelConfig, tp: int) -> bool:
@@ -60,6 +63,17 @@ def largest_tp(model: ModelConfig, gpus: int) -> int:
     return max(t for t in range(1, gpus + 1) if gpus % t == 0 and tp_divides(model, t))
 
 
+def expert_parallel_size(model: ModelConfig, tp: int) -> int:
+    """EP for an MoE model: its experts split whole over the stage's TP ranks when they divide
+    evenly (`--enable-expert-parallel`, vLLM's EP = TP inside a stage), else 1 (experts sliced
+    like a dense MLP)."""
+    return tp if model.is_moe and tp > 1 and model.num_experts % tp == 0 else 1
+
+
+def with_ep(model: ModelConfig, layout: Layout) -> Layout:
+    return Layout(layout.tp, layout.pp, layout.nodes, expert_parallel_size(model, layout.tp))
+
+
 def layout_for_gpus(model: ModelConfig, gpus: int, gpus_per_node: int) -> Layout | None:
     """The seed's layout for a given GPU count: TP inside a node, PP for the rest; None when the
     model has fewer layers than the stages it would need."""
@@ -70,7 +84,8 @@ def layout_for_gpus(model: ModelConfig, gpus: int, gpus_per_node: int) -> Layout
         tp = largest_tp(model, gpus_per_node)
         nodes = -(-gpus // gpus_per_node)
     pp = gpus // tp
-    return Layout(tp, pp, nodes) if pp <= model.num_layers and tp * pp == gpus else None
+    ok = pp <= model.num_layers and tp * pp == gpus
+    return with_ep(model, Layout(tp, pp, nodes)) if ok else None
 
 
 def candidate_layouts(model: ModelConfig, cluster: ClusterShape) -> list[Layout]:
@@ -86,6 +101,7 @@ def candidate_layouts(model: ModelConfig, cluster: ClusterShape) -> list[Layout]
         layout = layout_for_gpus(model, nodes * g, g)
         if layout:
             out.append(layout)
+    out = [with_ep(model, lay) for lay in out]
     return [lay for lay in dict.fromkeys(out) if lay.world_size <= cluster.num_gpus]
 
 
@@ -101,20 +117,43 @@ def choose_layout(model: ModelConfig, cluster: ClusterShape,
 
 
 def explain(model: ModelConfig, cluster: ClusterShape, layout: Layout, fits: bool) -> str:
-    """One paragraph: why this layout."""
+    """One paragraph: why this layout, and for an MoE model how its experts are placed."""
+    text = _explain_layout(model, cluster, layout, fits)
+    return f"{text} {explain_experts(model, layout)}" if model.is_moe else text
+
+
+def explain_experts(model: ModelConfig, layout: Layout) -> str:
+    """Why EP (or why not) for an MoE model under this layout."""
+    e = model.num_experts
+    if layout.tp == 1:
+        return (f"Each GPU holds all {e} experts of its layers: nothing to split them over, so "
+                f"no expert parallelism.")
+    if layout.ep == 1:
+        return (f"{e} experts cannot be split whole over {layout.tp} GPUs, so each expert is "
+                f"sliced over the TP ranks like a dense MLP (no --enable-expert-parallel).")
+    where = "each node" if layout.pp > 1 and layout.nodes > 1 else "the stage"
+    return (f"Expert parallelism EP={layout.ep} (--enable-expert-parallel): each of the "
+            f"{layout.tp} GPUs of {where} holds {e // layout.ep} whole experts of every MoE "
+            f"layer instead of a 1/{layout.tp} slice of all {e}, so each expert's GEMMs keep "
+            f"their full width (moe_intermediate_size {model.moe_intermediate_size}) and "
+            f"tokens travel to their experts over the stage's fast links; weight memory is "
+            f"the same either way (all experts stay resident).")
+
+
+def _explain_layout(model: ModelConfig, cluster: ClusterShape, layout: Layout, fits: bool) -> str:
+    """Why this TP x PP."""
     heads = f"{model.num_heads} attention heads ({model.num_kv_heads} KV heads)"
     if not fits:
         return (f"The model does not fit even on all {cluster.num_gpus} GPUs "
                 f"({cluster.nodes} node(s) x {cluster.gpus_per_node}): with TP={layout.tp} x "
                 f"PP={layout.pp} one max_model_len request does not fit in the KV cache left "
-                f"after the weights; add nodes, use GPUs with more memory, or lower "
-                f"--max-model-len.")
-    if layout.strategy == "single":
+                f"after the weights (how much is missing, and what fits, follows the table).")
+    if layout.world_size == 1:
         spare = cluster.num_gpus - 1
         extra = f" The other {spare} GPU(s) can serve replicas." if spare else ""
         return ("The model fits on one GPU with room for a max_model_len request, so it runs "
                 "without any tensor or pipeline parallelism (no communication at all)." + extra)
-    if layout.strategy == "tp":
+    if layout.pp == 1:
         return (f"The model does not fit on one GPU but fits on one node: tensor parallelism over "
                 f"{layout.tp} GPUs, the smallest count that fits and divides the {heads}; TP "
                 f"stays on one node's fast GPU links.")

@@ -15,6 +15,7 @@ from engine.core.scheduler_output import ModelRunnerOutput, SchedulerOutput
 from engine.layers.linear import pack_cpu_weights
 from engine.layers.sampler import sample
 from engine.model_source import resolve_model
+from engine.models import fp8
 from engine.models.registry import build_model, load_weights
 from engine.parallel import parallel_state as ps
 from engine.parallel.pp_partition import stage_layer_range
@@ -56,6 +57,8 @@ class ModelRunner:
         self.model_config = self.source.model_config
         self.dtype = resolve_dtype(self.config.dtype, self.model_config.torch_dtype,
                                    self.device.type)
+        fp8.check_before_load(self.model_config, self.dtype, self.device, self.config,
+                              ps.tp().size, self.partition)
         layer_range = stage_layer_range(self.partition, self.pp_rank)
         self.model = build_model(self.model_config, layer_range, self.is_first, self.is_last,
                                  self.dtype, self.device)

@@ -28,6 +28,20 @@ def test_bytes_per_block_by_hand():
         2 * 2 * 16 * 2 * 8 * 5
 
 
+def test_mla_caches_the_latent_whole_on_every_tp_rank():
+    """DeepSeek's MLA: kv_lora_rank + qk_rope_head_dim per token per layer, not K and V of 128
+    heads; vLLM keeps the latent whole on each TP rank, so TP does not shrink it."""
+    mla = model_config_from_hf({
+        "architectures": ["DeepseekV3ForCausalLM"], "hidden_size": 7168,
+        "intermediate_size": 18432, "num_hidden_layers": 61, "num_attention_heads": 128,
+        "kv_lora_rank": 512, "qk_rope_head_dim": 64, "qk_nope_head_dim": 128,
+        "v_head_dim": 128, "q_lora_rank": 1536, "vocab_size": 129280})
+    for tp in (1, 8, 32):
+        assert kv_blocks.kv_bytes_per_token_layer(mla, tp, 2) == (512 + 64) * 2
+    assert kv_blocks.bytes_per_block(mla, 16, 2, tp=8, pp=4) == 576 * 2 * 16 * 16
+    assert kv_blocks.kv_bytes_per_token_layer(MODEL, 2, 4) == 2 * 1 * 16 * 4
+
+
 def test_num_blocks_floors_and_never_goes_negative():
     assert kv_blocks.num_kv_blocks(10_000, 3000) == 3
     assert kv_blocks.num_kv_blocks(-5.0, 3000) == 0

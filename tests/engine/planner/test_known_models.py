@@ -16,6 +16,11 @@ from engine.planner.known_models import KNOWN_MODELS, known_model, known_model_n
     ("gpt2", "openai-community/gpt2"),
     ("qwen/qwen2-7b", "Qwen/Qwen2-7B"),
     ("SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-135M-Instruct"),
+    ("DeepSeek-V3", "deepseek-ai/DeepSeek-V3"),
+    ("deepseek-ai/DeepSeek-R1", "deepseek-ai/DeepSeek-R1"),
+    ("Qwen3-235B-A22B", "Qwen/Qwen3-235B-A22B"), ("qwen/qwen3-30b-a3b", "Qwen/Qwen3-30B-A3B"),
+    ("Mixtral-8x22B", "mistralai/Mixtral-8x22B-v0.1"),
+    ("mistralai/Mixtral-8x22B-Instruct-v0.1", "mistralai/Mixtral-8x22B-v0.1"),
 ])
 def test_names_match_case_insensitively_by_short_name_or_hub_id(name, hub_id):
     assert known_model(name)[0] == hub_id
@@ -32,6 +37,8 @@ def test_unknown_names_are_none(name):
     ("meta-llama/Llama-2-7b-hf", 6.74), ("meta-llama/Llama-2-70b-hf", 68.98),
     ("meta-llama/Meta-Llama-3-8B", 8.03), ("meta-llama/Meta-Llama-3-70B", 70.55),
     ("Qwen/Qwen2-7B", 7.62), ("HuggingFaceTB/SmolLM2-135M-Instruct", 0.1345),
+    ("deepseek-ai/DeepSeek-V3", 671), ("Qwen/Qwen3-235B-A22B", 235),
+    ("Qwen/Qwen3-30B-A3B", 30.5), ("mistralai/Mixtral-8x22B-v0.1", 141),
 ])
 def test_shapes_parse_and_give_the_published_size(hub_id, billions):
     model = model_config_from_hf(KNOWN_MODELS[hub_id])
@@ -46,3 +53,15 @@ def test_returned_config_is_a_copy():
 
 def test_names_for_messages():
     assert "Llama-2-70b-hf" in known_model_names()
+
+
+def test_moe_shapes_parse_with_their_routing_and_mla():
+    ds = model_config_from_hf(KNOWN_MODELS["deepseek-ai/DeepSeek-V3"])
+    assert (ds.family, ds.num_experts, ds.num_experts_per_tok, ds.n_shared_experts) == \
+        ("deepseek_v3", 256, 8, 1)
+    assert (ds.kv_lora_rank, ds.qk_rope_head_dim, ds.first_k_dense_replace) == (512, 64, 3)
+    assert (ds.n_group, ds.topk_group, ds.routed_scaling_factor, ds.scoring_func) == \
+        (8, 4, 2.5, "sigmoid")
+    assert ds.rope_scaling["factor"] == 40
+    qwen = model_config_from_hf(KNOWN_MODELS["Qwen/Qwen3-235B-A22B"])
+    assert (qwen.family, qwen.num_experts, qwen.qk_norm) == ("qwen3_moe", 128, True)
