@@ -56,7 +56,7 @@ def layer_params_per_rank(model: ModelConfig, tp: int) -> int:
     q = model.num_heads * hd // tp
     kv = kv_heads_per_rank(model.num_kv_heads, tp) * hd
     attn = h * q + 2 * h * kv + q * h
-    mlp = (3 if model.family == "llama" else 2) * h * model.intermediate_size // tp
+    mlp = (3 if model.gated_mlp else 2) * h * model.intermediate_size // tp
     return attn + mlp + 4 * h  # norms (and their biases) are replicated
 
 
