@@ -75,3 +75,15 @@ _forward = rotary.RotaryEmbedding.forward
 
 def _ignoring_lengths(self, positions, x, meta=None):
     return _forward(self, positions, x, None)
+
+
+def test_longrope_without_recompute_at_the_boundary_differs(case, monkeypatch):
+    """A prompt shorter than the original context that decodes past it: HF's Phi-3 recomputes
+    its cache with the long factors there, and so must onenode."""
+    name, path, prompts, ref = case
+    if name != "phi3-longrope":
+        pytest.skip("only longrope switches factors")
+    from engine.core.engine_setup import EngineSetup
+
+    monkeypatch.setattr(EngineSetup, "_rope_rules", lambda self: (False, None))
+    assert generate(path, prompts[:1])[0] != ref[0]

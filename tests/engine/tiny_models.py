@@ -5,6 +5,9 @@ from pathlib import Path
 import torch
 
 VOCAB = 512
+# Weights 5x HF's default spread: attention then depends on positions enough that a wrong rope
+# changes greedy tokens (with the default 0.02 the tiny models barely look at positions).
+SHARP = 0.1
 
 
 def _save(model, tokenizer_dir: Path, tokenizer: str = "words") -> None:
@@ -88,7 +91,7 @@ def make_phi3(path: Path, num_layers: int = 2) -> Path:
                      rope_scaling={"rope_type": "longrope",
                                    "short_factor": [1.0 + 0.05 * i for i in range(pairs)],
                                    "long_factor": [1.0 + 3.0 * i for i in range(pairs)]},
-                     bos_token_id=1, eos_token_id=2, pad_token_id=0)
+                     bos_token_id=1, eos_token_id=2, pad_token_id=0, initializer_range=SHARP)
     _save(Phi3ForCausalLM(cfg), path)
     return path
 
@@ -102,7 +105,8 @@ def make_qwen2_yarn(path: Path, num_layers: int = 2) -> Path:
                       num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
                       max_position_embeddings=512, tie_word_embeddings=True,
                       rope_scaling={"rope_type": "yarn", "factor": 16.0,
-                                    "original_max_position_embeddings": 32})
+                                    "original_max_position_embeddings": 32},
+                      initializer_range=SHARP)
     _save(Qwen2ForCausalLM(cfg), path)
     return path
 
@@ -110,7 +114,8 @@ def make_qwen2_yarn(path: Path, num_layers: int = 2) -> Path:
 def make_llama_dynamic(path: Path, num_layers: int = 2) -> Path:
     """Dynamic NTK rope past a 64-token max_position_embeddings (factor 8: 512 positions)."""
     return make_llama(path, num_layers=num_layers, max_position_embeddings=64,
-                      rope_scaling={"rope_type": "dynamic", "factor": 8.0})
+                      rope_scaling={"rope_type": "dynamic", "factor": 8.0},
+                      initializer_range=SHARP)
 
 
 def make_gpt2(path: Path, num_layers: int = 2) -> Path:
