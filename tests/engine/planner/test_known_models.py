@@ -16,6 +16,13 @@ from engine.planner.known_models import KNOWN_MODELS, known_model, known_model_n
     ("gpt2", "openai-community/gpt2"),
     ("qwen/qwen2-7b", "Qwen/Qwen2-7B"),
     ("SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-135M-Instruct"),
+    ("Phi-4", "microsoft/phi-4"),
+    ("Qwen2.5-72B", "Qwen/Qwen2.5-72B-Instruct"),
+    ("Qwen/Qwen2.5-72B-Instruct", "Qwen/Qwen2.5-72B-Instruct"),
+    ("Mistral-Large-2407", "mistralai/Mistral-Large-Instruct-2407"),
+    ("mistralai/Mistral-Large-Instruct-2407", "mistralai/Mistral-Large-Instruct-2407"),
+    ("gemma-3-27b-it", "google/gemma-3-27b-it"),
+    ("Gemma-3-27B", "google/gemma-3-27b-it"),
 ])
 def test_names_match_case_insensitively_by_short_name_or_hub_id(name, hub_id):
     assert known_model(name)[0] == hub_id
@@ -32,8 +39,11 @@ def test_unknown_names_are_none(name):
     ("meta-llama/Llama-2-7b-hf", 6.74), ("meta-llama/Llama-2-70b-hf", 68.98),
     ("meta-llama/Meta-Llama-3-8B", 8.03), ("meta-llama/Meta-Llama-3-70B", 70.55),
     ("Qwen/Qwen2-7B", 7.62), ("HuggingFaceTB/SmolLM2-135M-Instruct", 0.1345),
+    ("microsoft/phi-4", 14.66), ("Qwen/Qwen2.5-72B-Instruct", 72.7),
+    ("mistralai/Mistral-Large-Instruct-2407", 122.6), ("google/gemma-3-27b-it", 27.0),
 ])
 def test_shapes_parse_and_give_the_published_size(hub_id, billions):
+    skip_until_supported(hub_id)
     model = model_config_from_hf(KNOWN_MODELS[hub_id])
     assert model.num_params / 1e9 == pytest.approx(billions, rel=0.01)
 
@@ -46,3 +56,12 @@ def test_returned_config_is_a_copy():
 
 def test_names_for_messages():
     assert "Llama-2-70b-hf" in known_model_names()
+
+
+def skip_until_supported(hub_id: str) -> None:
+    """A shape may land before its family (Gemma 3 comes with its own model file)."""
+    from engine.model_config import ARCHITECTURES
+
+    arch = KNOWN_MODELS[hub_id]["architectures"][0]
+    if arch not in ARCHITECTURES:
+        pytest.skip(f"{arch} is not supported on this branch yet")
