@@ -153,6 +153,11 @@ def _phi3(arch: str, cfg: dict) -> ModelConfig:
         raise ModelLoadError(f"{arch} with sliding_window={window} is not supported yet: "
                              f"onenode does not apply a sliding window to this family; use a "
                              f"checkpoint without one (Phi-3.5, Phi-4)")
+    key = "rope_scaling" if cfg.get("rope_scaling") else "rope_parameters"
+    params = cfg.get(key) or {}
+    if (params.get("rope_type") or params.get("type")) in ("su", "yarn"):
+        # HF's Phi3Config reads early Phi-3 checkpoints' "su" (and "yarn") as longrope.
+        cfg = {**cfg, key: {**params, "rope_type": "longrope", "type": "longrope"}}
     return _llama(arch, cfg, family="phi3")
 
 

@@ -24,7 +24,8 @@ def case(request, tmp_path_factory):
 
 
 def generate(path, prompts, **kw):
-    llm = LLM(str(path), kv_cache_space_gib=0.05, dtype="float32", **kw)
+    kw.setdefault("kv_cache_space_gib", None if kw.get("device") == "cuda" else 0.05)
+    llm = LLM(str(path), dtype="float32", **kw)
     try:
         outs = llm.generate(prompts, SamplingParams(temperature=0, max_tokens=NEW,
                                                     ignore_eos=True), use_tqdm=False)
@@ -87,3 +88,14 @@ def test_longrope_without_recompute_at_the_boundary_differs(case, monkeypatch):
 
     monkeypatch.setattr(EngineSetup, "_rope_rules", lambda self: (False, None))
     assert generate(path, prompts[:1])[0] != ref[0]
+
+
+@pytest.mark.gpu
+def test_cuda_matches_hf_on_cuda(case):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    _, path, prompts, _ = case
+    ref = [hf_greedy(path, [p], NEW, device="cuda")[0] for p in prompts]
+    assert generate(path, prompts, device="cuda", gpu_memory_utilization=0.3) == ref

@@ -118,3 +118,10 @@ def test_rope_theta_is_read_from_rope_parameters():
     """transformers 5 writes rope_theta only inside rope_parameters."""
     cfg = _llama(rope_theta=500000.0).to_dict()
     assert "rope_theta" not in cfg and model_config_from_hf(cfg).rope_theta == 500000.0
+
+
+def test_early_phi3_su_is_longrope_as_in_hf():
+    cfg = CASES["longrope"]().to_dict()
+    cfg["rope_scaling"] = {**cfg.pop("rope_parameters"), "type": "su"}
+    del cfg["rope_scaling"]["rope_type"]
+    assert model_config_from_hf(cfg).rope.kind == "longrope"
