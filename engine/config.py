@@ -13,6 +13,8 @@ from onenode.errors import ConfigError
 from onenode.options import check_ranges, option
 
 BACKENDS = ("uni", "mp", "ray")
+# Opt-in to a max_model_len past the model's positions (vLLM's name is the alias).
+ALLOW_LONG_ENVS = ("ONENODE_ALLOW_LONG_MAX_MODEL_LEN", "VLLM_ALLOW_LONG_MAX_MODEL_LEN")
 DTYPES = ("auto", "float32", "float16", "bfloat16", "fp32", "fp16", "bf16", "half", "float")
 
 
@@ -107,10 +109,20 @@ class EngineConfig:
         return pp_layer_partition(model.num_layers, pp, self.partition_override)
 
     def resolved_max_model_len(self, model: ModelConfig) -> int:
-        limit = model.max_position_embeddings
-        if self.max_model_len is None:
-            return limit
-        if self.max_model_len > limit and model.family != "llama":
-            raise ConfigError(f"max_model_len={self.max_model_len} exceeds the model's "
-                              f"{limit} positions; use --max-model-len {limit} or less")
+        """max_model_len, by default the positions the model supports after its rope scaling;
+        more is refused (past them the model's output is not what it was trained for) unless
+        the user opts in, and never past a learned position table."""
+        limit = model.max_supported_positions
+        if self.max_model_len is None or self.max_model_len <= limit:
+            return self.max_model_len or limit
+        rope = model.rope
+        if rope is None:
+            raise ConfigError(f"max_model_len={self.max_model_len} exceeds the model's {limit} "
+                              f"learned positions; use --max-model-len {limit} or less")
+        if not any(os.environ.get(name) == "1" for name in ALLOW_LONG_ENVS):
+            scaled = "" if rope.kind == "default" else f" with its {rope.kind} rope scaling"
+            raise ConfigError(
+                f"max_model_len={self.max_model_len} exceeds the {limit} positions the model "
+                f"supports{scaled}; use --max-model-len {limit} or less, or set "
+                f"{ALLOW_LONG_ENVS[0]}=1 (or {ALLOW_LONG_ENVS[1]}=1) to go past them")
         return self.max_model_len

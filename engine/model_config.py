@@ -6,6 +6,7 @@ weights) both read this one description, so a prediction and a real run cannot d
 
 from dataclasses import dataclass, field
 
+from engine.layers.rope_scaling import Rope, max_positions, normalize_scaling
 from onenode.errors import ModelLoadError
 
 # HF architecture name -> our model family (engine/models/<family>.py).
@@ -13,6 +14,7 @@ ARCHITECTURES = {
     "LlamaForCausalLM": "llama",
     "MistralForCausalLM": "llama",
     "Qwen2ForCausalLM": "llama",
+    "Phi3ForCausalLM": "phi3",
     "GPT2LMHeadModel": "gpt2",
     "OPTForCausalLM": "opt",
     "Qwen3ForCausalLM": "qwen3",
@@ -26,7 +28,7 @@ ARCHITECTURES = {
 @dataclass(frozen=True, slots=True)
 class ModelConfig:
     architecture: str  # HF name, e.g. "LlamaForCausalLM"
-    family: str  # "llama" | "gpt2" | "opt"
+    family: str  # "llama" | "phi3" | "gpt2" | "opt"
     hidden_size: int
     num_layers: int
     num_heads: int
@@ -37,7 +39,7 @@ class ModelConfig:
     max_position_embeddings: int
     norm_eps: float = 1e-5
     rope_theta: float = 10000.0
-    rope_scaling: dict | None = None
+    rope_scaling: dict | None = None  # normalized (rope_scaling.normalize_scaling); None: plain
     tie_word_embeddings: bool = False
     attention_bias: bool = False  # Qwen2: bias on q/k/v
     hidden_act: str = "silu"
@@ -73,6 +75,25 @@ class ModelConfig:
     quantization: str | None = None
     weight_block_size: tuple[int, ...] = ()  # fp8: the [rows, cols] tile one scale covers
     extra: dict = field(default_factory=dict, compare=False, hash=False)
+    partial_rotary_factor: float = 1.0  # Phi-4-mini rotates 3/4 of each head
+
+    @property
+    def gated_mlp(self) -> bool:
+        """Gate, up and down matrices (SwiGLU) rather than GPT-2/OPT's two."""
+        return self.family not in ("gpt2", "opt")
+
+    @property
+    def rope(self) -> Rope | None:
+        if self.family in ("gpt2", "opt"):
+            return None  # learned positions
+        return Rope(self.head_dim, self.rope_theta, self.max_position_embeddings,
+                    self.rope_scaling, self.partial_rotary_factor)
+
+    @property
+    def max_supported_positions(self) -> int:
+        """Positions the model handles: its learned table, or its rope after scaling."""
+        rope = self.rope
+        return self.max_position_embeddings if rope is None else max_positions(rope)
 
     @property
     def num_params(self) -> int:
@@ -120,15 +141,15 @@ def model_config_from_hf(cfg: dict) -> ModelConfig:
             f"onenode supports {', '.join(sorted(ARCHITECTURES))}"
         )
     family = ARCHITECTURES[arch]
-    if family in ("gpt2", "opt"):
-        return {"gpt2": _gpt2, "opt": _opt}[family](arch, cfg)
+    if family in ("gpt2", "opt", "phi3"):
+        return {"gpt2": _gpt2, "opt": _opt, "phi3": _phi3}[family](arch, cfg)
     return _llama(arch, cfg, family)
 
 
 def _guess_arch(model_type: str) -> str | None:
     by_type = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
-               "qwen2": "Qwen2ForCausalLM", "gpt2": "GPT2LMHeadModel", "opt": "OPTForCausalLM",
-               "qwen3": "Qwen3ForCausalLM", "mixtral": "MixtralForCausalLM",
+               "qwen2": "Qwen2ForCausalLM", "phi3": "Phi3ForCausalLM", "gpt2": "GPT2LMHeadModel",
+               "opt": "OPTForCausalLM", "qwen3": "Qwen3ForCausalLM", "mixtral": "MixtralForCausalLM",
                "qwen2_moe": "Qwen2MoeForCausalLM", "qwen3_moe": "Qwen3MoeForCausalLM",
                "deepseek_v3": "DeepseekV3ForCausalLM"}
     return by_type.get(model_type)
@@ -180,8 +201,24 @@ def moe_fields(cfg: dict) -> dict:
     return out
 
 
+def rope_fields(cfg: dict) -> dict:
+    """rope_theta, rope_scaling and partial_rotary_factor from either spelling HF writes: the
+    older top-level keys and `rope_scaling`, or transformers 5's `rope_parameters` (which holds
+    rope_theta too). As in HF, `rope_scaling` wins over `rope_parameters`, and values inside the
+    dict over top-level ones."""
+    params = cfg.get("rope_scaling") or cfg.get("rope_parameters") or {}
+    try:
+        scaling = normalize_scaling(params, cfg)
+    except ValueError as exc:
+        raise ModelLoadError(str(exc)) from None
+    return dict(rope_theta=float(params.get("rope_theta") or cfg.get("rope_theta") or 10000.0),
+                rope_scaling=scaling,
+                partial_rotary_factor=float(params.get("partial_rotary_factor")
+                                            or cfg.get("partial_rotary_factor") or 1.0))
+
+
 def _llama(arch: str, cfg: dict, family: str = "llama") -> ModelConfig:
-    """Llama-shaped families (Mistral, Qwen2/3, the MoE families): one parser."""
+    """Llama-shaped families (Mistral, Qwen2/3, Phi-3, the MoE families): one parser."""
     heads = cfg["num_attention_heads"]
     hidden = cfg["hidden_size"]
     if family == "deepseek_v3":  # sigmoid-scored routing is the family's, not a config key
@@ -193,14 +230,28 @@ def _llama(arch: str, cfg: dict, family: str = "llama") -> ModelConfig:
         head_dim=cfg.get("head_dim") or hidden // heads,
         intermediate_size=cfg["intermediate_size"], vocab_size=cfg["vocab_size"],
         max_position_embeddings=cfg.get("max_position_embeddings", 2048),
-        norm_eps=cfg.get("rms_norm_eps", 1e-6), rope_theta=cfg.get("rope_theta", 10000.0),
-        rope_scaling=cfg.get("rope_scaling"),
+        norm_eps=cfg.get("rms_norm_eps", 1e-6), **rope_fields(cfg),
         tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
         attention_bias=bool(cfg.get("attention_bias", False))
         or arch in ("Qwen2ForCausalLM", "Qwen2MoeForCausalLM"),
         hidden_act=cfg.get("hidden_act", "silu"),
         qk_norm=family in ("qwen3", "qwen3_moe"), **moe_fields(cfg), **_common(cfg),
     )
+
+
+def _phi3(arch: str, cfg: dict) -> ModelConfig:
+    """Phi-3/Phi-4: Llama's shape with fused checkpoint tensors (engine/models/phi3.py)."""
+    window = cfg.get("sliding_window")
+    if window and window < cfg.get("max_position_embeddings", 4096):
+        raise ModelLoadError(f"{arch} with sliding_window={window} is not supported yet: "
+                             f"onenode does not apply a sliding window to this family; use a "
+                             f"checkpoint without one (Phi-3.5, Phi-4)")
+    key = "rope_scaling" if cfg.get("rope_scaling") else "rope_parameters"
+    params = cfg.get(key) or {}
+    if (params.get("rope_type") or params.get("type")) in ("su", "yarn"):
+        # HF's Phi3Config reads early Phi-3 checkpoints' "su" (and "yarn") as longrope.
+        cfg = {**cfg, key: {**params, "rope_type": "longrope", "type": "longrope"}}
+    return _llama(arch, cfg, family="phi3")
 
 
 def _gpt2(arch: str, cfg: dict) -> ModelConfig:

@@ -28,8 +28,12 @@ MIN_CHUNK = 64
 class Scheduler:
     def __init__(self, block_manager: BlockManager, max_num_seqs: int,
                  max_num_batched_tokens: int, max_model_len: int,
-                 eos_token_ids: tuple[int, ...] = ()):
+                 eos_token_ids: tuple[int, ...] = (), recompute_at: int | None = None):
         self.bm = block_manager
+        # A sequence growing from `recompute_at` to recompute_at + 1 tokens has its KV computed
+        # again from the start: longrope switches every position's frequencies there (HF's
+        # Phi-3 drops its cache at that point too).
+        self.recompute_at = recompute_at
         self.max_num_seqs = max_num_seqs
         self.max_num_batched_tokens = max_num_batched_tokens
         self.max_model_len = max_model_len
@@ -103,6 +107,10 @@ class Scheduler:
                 continue
             if len(chosen) >= cap or budget <= 0:
                 break
+            if self.recompute_at is not None and seq.num_tokens == self.recompute_at + 1 \
+                    and seq.num_computed_tokens == self.recompute_at:
+                self._preempt(seq, count=False)  # admitted again below, from token 0
+                continue
             n = min(seq.num_uncomputed, budget)
             if not self._make_room(seq, n, chosen):
                 continue
@@ -127,13 +135,13 @@ class Scheduler:
                 return False
         return True
 
-    def _preempt(self, seq: Sequence) -> None:
+    def _preempt(self, seq: Sequence, count: bool = True) -> None:
         self.bm.free(seq)
         seq.num_computed_tokens = 0
         seq.status = SeqStatus.WAITING
         self.running.remove(seq)
         self.waiting.appendleft(seq)
-        self.num_preemptions += 1
+        self.num_preemptions += count
 
     def _admit_waiting(self, chosen, budget: int, cap: int) -> None:
         while (self.waiting and budget > 0 and len(chosen) < cap
@@ -171,7 +179,7 @@ class Scheduler:
             block_table=list(seq.block_table), sample=seq.num_computed_tokens == seq.num_tokens,
             params=seq.params, output_token_ids=list(seq.output_token_ids),
             prompt_token_ids=list(seq.prompt_token_ids) if penalty else None,
-            banned_token_ids=self._min_tokens_bans(seq))
+            banned_token_ids=self._min_tokens_bans(seq), context_len=seq.num_tokens)
 
     def _min_tokens_bans(self, seq: Sequence) -> list[int] | None:
         """vLLM's min_tokens: EOS (unless ignore_eos) and stop_token_ids cannot be sampled yet."""

@@ -26,6 +26,9 @@ class ScheduledSeq:
     # Structured output: the grammar's allowed next tokens (xgrammar's int32 bitmask as bytes),
     # computed by the engine, which sees every accepted token; None when unconstrained.
     grammar_bitmask: bytes | None = None
+    # The sequence's known tokens (prompt + generated) when scheduled: length-dependent rope
+    # (dynamic, longrope) picks its frequencies by it. 0: start_pos + len(token_ids).
+    context_len: int = 0
 
 
 @dataclass(slots=True)

@@ -20,6 +20,9 @@ class AttentionMetadata:
     block_size: int
     # Only for the profiling / no-cache path: when the cache is not allocated yet.
     no_cache: bool = False
+    # [T] long: the length of each token's sequence (its known tokens when scheduled), by which
+    # length-dependent rope (dynamic, longrope) picks frequencies; None: each token's position + 1.
+    rope_lens: torch.Tensor | None = None
 
     @property
     def num_seqs(self) -> int:

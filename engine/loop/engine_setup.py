@@ -9,6 +9,7 @@ from engine.executor.select import (
     make_executor,
     select_backend,
 )
+from engine.layers.rope_scaling import LENGTH_DEPENDENT
 from engine.logger import init_logger
 from engine.model_source import resolve_model
 
@@ -27,6 +28,20 @@ class EngineSetup:
         self.max_num_batched_tokens = (config.max_num_batched_tokens or
                                        max(DEFAULT_MAX_NUM_BATCHED_TOKENS,
                                            min(self.max_model_len, 8192)))
+        self.enable_prefix_caching, self.recompute_at = self._rope_rules()
+
+    def _rope_rules(self) -> tuple[bool, int | None]:
+        """(prefix caching, recompute_at) for the model's rope: a length-dependent rope rotates a
+        block's keys by the length of the sequence that wrote it, so cached blocks cannot serve a
+        sequence of another length; longrope recomputes a sequence's KV when it crosses its
+        original context (engine/layers/rotary.py)."""
+        rope = self.model_config.rope
+        if rope is None or rope.kind not in LENGTH_DEPENDENT:
+            return self.config.enable_prefix_caching, None
+        if self.config.enable_prefix_caching:
+            log.info("prefix caching is off: %s rope rotates keys by the sequence's length, so "
+                     "cached blocks do not serve sequences of other lengths", rope.kind)
+        return False, rope.original_max_positions if rope.kind == "longrope" else None
 
     def start_executor(self):
         cfg = self.config

@@ -42,10 +42,11 @@ class LLMEngine:
             raise
         self.backend = self.executor.name
         self.block_manager = BlockManager(self.num_blocks, config.block_size,
-                                          config.enable_prefix_caching)
+                                          setup.enable_prefix_caching)
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs,
                                    setup.max_num_batched_tokens, self.max_model_len,
-                                   eos_token_ids=self._eos_ids())
+                                   eos_token_ids=self._eos_ids(),
+                                   recompute_at=setup.recompute_at)
         self.output_processor = OutputProcessor(self.tokenizer)
         self.structured = StructuredOutputManager(self.tokenizer, self.model_config.vocab_size,
                                                   self._eos_ids())

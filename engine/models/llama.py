@@ -38,7 +38,8 @@ class LlamaAttention(nn.Module):
         qkv = self.qkv_proj(x)
         qk_len = (self.heads + self.kv_heads) * self.d
         # Queries and keys rotate together: one set of elementwise ops instead of two.
-        qk = self.rotary(positions, qkv[:, :qk_len].view(-1, self.heads + self.kv_heads, self.d))
+        qk = self.rotary(positions, qkv[:, :qk_len].view(-1, self.heads + self.kv_heads, self.d),
+                         meta)
         q, k = qk[:, :self.heads], qk[:, self.heads:]
         out = self.attn(q, k, qkv[:, qk_len:].view(-1, self.kv_heads, self.d), meta)
         return self.o_proj(out)
@@ -95,7 +96,7 @@ class LlamaForCausalLM(nn.Module):
         self.embed_tokens = VocabParallelEmbedding(cfg.vocab_size, cfg.hidden_size) \
             if is_first else None
         rotary = RotaryEmbedding(cfg.head_dim, cfg.max_position_embeddings, cfg.rope_theta,
-                                 cfg.rope_scaling)
+                                 cfg.rope_scaling, cfg.partial_rotary_factor)
         self.layers = nn.ModuleDict({str(i): LlamaDecoderLayer(cfg, rotary)
                                      for i in range(*layer_range)})
         if is_last:

@@ -11,6 +11,8 @@ from onenode.errors import ModelLoadError
 def _family_class(family: str):
     if family == "llama":
         from engine.models.llama import LlamaForCausalLM as cls
+    elif family == "phi3":
+        from engine.models.phi3 import Phi3ForCausalLM as cls
     elif family == "gpt2":
         from engine.models.gpt2 import GPT2LMHeadModel as cls
     elif family == "opt":

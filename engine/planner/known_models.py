@@ -65,6 +65,32 @@ KNOWN_MODELS: dict[str, dict] = {
         "intermediate_size": 18944, "num_hidden_layers": 28, "num_attention_heads": 28,
         "num_key_value_heads": 4, "vocab_size": 152064, "max_position_embeddings": 131072,
         "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "torch_dtype": "bfloat16"},
+    "Qwen/Qwen2.5-72B-Instruct": {
+        "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": 8192,
+        "intermediate_size": 29568, "num_hidden_layers": 80, "num_attention_heads": 64,
+        "num_key_value_heads": 8, "vocab_size": 152064, "max_position_embeddings": 32768,
+        "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "torch_dtype": "bfloat16"},
+    "mistralai/Mistral-Large-Instruct-2407": {
+        "architectures": ["MistralForCausalLM"], "model_type": "mistral", "hidden_size": 12288,
+        "intermediate_size": 28672, "num_hidden_layers": 88, "num_attention_heads": 96,
+        "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 32768,
+        "max_position_embeddings": 131072, "rms_norm_eps": 1e-5, "rope_theta": 1000000.0,
+        "torch_dtype": "bfloat16"},
+    "microsoft/phi-4": {
+        "architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "hidden_size": 5120,
+        "intermediate_size": 17920, "num_hidden_layers": 40, "num_attention_heads": 40,
+        "num_key_value_heads": 10, "vocab_size": 100352, "max_position_embeddings": 16384,
+        "rms_norm_eps": 1e-5, "rope_theta": 250000.0, "torch_dtype": "bfloat16"},
+    # The text model of gemma-3-27b-it (its config.json's text_config).
+    "google/gemma-3-27b-it": {
+        "architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text",
+        "hidden_size": 5376, "intermediate_size": 21504, "num_hidden_layers": 62,
+        "num_attention_heads": 32, "num_key_value_heads": 16, "head_dim": 128,
+        "vocab_size": 262208, "max_position_embeddings": 131072, "rms_norm_eps": 1e-6,
+        "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
+        "rope_scaling": {"rope_type": "linear", "factor": 8.0}, "sliding_window": 1024,
+        "query_pre_attn_scalar": 168, "hidden_activation": "gelu_pytorch_tanh",
+        "tie_word_embeddings": True, "torch_dtype": "bfloat16"},
     # The demo model embedded in onenode (9 heads: the seed's "uneven" example for PP).
     "HuggingFaceTB/SmolLM2-135M-Instruct": {
         "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 576,
@@ -96,7 +122,8 @@ def _key(name: str) -> str:
     key = name.strip().lower().rsplit("/", 1)[-1]
     key = re.sub(r"^meta-", "", key)
     key = re.sub(r"-v\d+(\.\d+)*$", "", key)  # release suffix: Mixtral-8x22B-v0.1
-    key = re.sub(r"(-hf)?(-(chat|instruct|base))?(-hf)?$", "", key)
+    key = re.sub(r"(-hf)?(-(chat|instruct|base|it))?(-hf)?$", "", key)
+    key = key.replace("-instruct-", "-")  # Mistral-Large-Instruct-2407 -> mistral-large-2407
     return key.replace("gpt-2", "gpt2")
 
 

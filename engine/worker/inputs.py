@@ -23,6 +23,7 @@ def prepare_inputs(out: SchedulerOutput, block_size: int, device) -> ModelInputs
     slots: list[int] = []
     qsl = [0]
     seq_lens: list[int] = []
+    rope_lens: list[int] = []
     sample_idx: list[int] = []
     sample_seqs = []
     for s in out.seqs:
@@ -34,6 +35,7 @@ def prepare_inputs(out: SchedulerOutput, block_size: int, device) -> ModelInputs
         slots.extend(table[p // block_size] * block_size + p % block_size for p in pos)
         qsl.append(qsl[-1] + n)
         seq_lens.append(s.start_pos + n)
+        rope_lens.extend([max(s.context_len, s.start_pos + n)] * n)
         if s.sample:
             sample_idx.append(qsl[-1] - 1)
             sample_seqs.append(s)
@@ -42,7 +44,8 @@ def prepare_inputs(out: SchedulerOutput, block_size: int, device) -> ModelInputs
     as_long = dict(dtype=torch.long, device=device)
     meta = AttentionMetadata(
         slot_mapping=torch.tensor(slots, **as_long), query_start_loc=qsl, seq_lens=seq_lens,
-        block_tables=torch.tensor(tables, **as_long), block_size=block_size)
+        block_tables=torch.tensor(tables, **as_long), block_size=block_size,
+        rope_lens=torch.tensor(rope_lens, **as_long))
     return ModelInputs(torch.tensor(ids, **as_long), torch.tensor(positions, **as_long), meta,
                        torch.tensor(sample_idx, **as_long), sample_seqs)
 

@@ -1,8 +1,8 @@
 import pytest
 
-from engine.config import EngineConfig
+from engine.config import ALLOW_LONG_ENVS, EngineConfig
 from engine.model_config import model_config_from_hf
-from onenode.errors import ConfigError
+from onenode.errors import ConfigError, ModelLoadError
 
 SMOL = {"architectures": ["LlamaForCausalLM"], "hidden_size": 576, "num_hidden_layers": 30,
         "num_attention_heads": 9, "num_key_value_heads": 3, "intermediate_size": 1536,
@@ -43,3 +43,51 @@ def test_bad_values_are_one_line_config_errors(field, value):
     with pytest.raises(ConfigError) as err:
         EngineConfig(model="m", **{field: value})
     assert "\n" not in str(err.value)
+
+
+def _rope_model(**kw):
+    return model_config_from_hf({"architectures": ["LlamaForCausalLM"], "hidden_size": 64,
+                                 "num_attention_heads": 4, "num_hidden_layers": 1,
+                                 "intermediate_size": 8, "vocab_size": 8,
+                                 "max_position_embeddings": 4096, **kw})
+
+
+def test_max_model_len_defaults_to_the_scaled_positions():
+    yarn = _rope_model(rope_scaling={"rope_type": "yarn", "factor": 4.0,
+                                     "original_max_position_embeddings": 4096})
+    assert EngineConfig(model="x").resolved_max_model_len(yarn) == 16384
+    assert EngineConfig(model="x", max_model_len=16384).resolved_max_model_len(yarn) == 16384
+
+
+def test_max_model_len_past_the_positions_is_refused_naming_the_opt_in(monkeypatch):
+    for name in ALLOW_LONG_ENVS:
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match="max_model_len=8192 exceeds the 4096 positions the "
+                                          "model supports; use --max-model-len 4096 or less, "
+                                          "or set ONENODE_ALLOW_LONG_MAX_MODEL_LEN=1 \\(or "
+                                          "VLLM_ALLOW_LONG_MAX_MODEL_LEN=1\\)"):
+        EngineConfig(model="x", max_model_len=8192).resolved_max_model_len(_rope_model())
+    linear = _rope_model(rope_scaling={"rope_type": "linear", "factor": 2.0})
+    with pytest.raises(ConfigError, match="exceeds the 8192 positions the model supports with "
+                                          "its linear rope scaling"):
+        EngineConfig(model="x", max_model_len=9000).resolved_max_model_len(linear)
+
+
+@pytest.mark.parametrize("env", ALLOW_LONG_ENVS)
+def test_max_model_len_past_the_positions_with_the_opt_in(monkeypatch, env):
+    monkeypatch.setenv(env, "1")
+    assert EngineConfig(model="x", max_model_len=8192).resolved_max_model_len(
+        _rope_model()) == 8192
+
+
+def test_learned_positions_are_never_exceeded(monkeypatch):
+    monkeypatch.setenv(ALLOW_LONG_ENVS[0], "1")
+    gpt2 = model_config_from_hf({"architectures": ["GPT2LMHeadModel"], "n_embd": 64,
+                                 "n_layer": 1, "n_head": 4, "vocab_size": 8, "n_positions": 1024})
+    with pytest.raises(ConfigError, match="exceeds the model's 1024 learned positions"):
+        EngineConfig(model="x", max_model_len=2048).resolved_max_model_len(gpt2)
+
+
+def test_unsupported_architecture_names_the_supported_list():
+    with pytest.raises(ModelLoadError, match="unsupported architecture.*Phi3ForCausalLM"):
+        model_config_from_hf({"architectures": ["FalconForCausalLM"], "model_type": "falcon"})

@@ -5,6 +5,9 @@ from pathlib import Path
 import torch
 
 VOCAB = 512
+# Weights 5x HF's default spread: attention then depends on positions enough that a wrong rope
+# changes greedy tokens (with the default 0.02 the tiny models barely look at positions).
+SHARP = 0.1
 
 
 def _save(model, tokenizer_dir: Path, tokenizer: str = "words") -> None:
@@ -57,8 +60,8 @@ def make_llama(path: Path, num_layers: int = 3, heads: int = 4, kv_heads: int = 
     torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=hidden_size,
                       intermediate_size=intermediate_size, num_hidden_layers=num_layers, num_attention_heads=heads,
-                      num_key_value_heads=kv_heads, max_position_embeddings=256,
-                      tie_word_embeddings=False, **kw)
+                      num_key_value_heads=kv_heads,
+                      **{"max_position_embeddings": 256, "tie_word_embeddings": False, **kw})
     _save(LlamaForCausalLM(cfg), path, tokenizer)
     return path
 
@@ -72,6 +75,47 @@ def make_qwen2(path: Path, num_layers: int = 2) -> Path:
                       max_position_embeddings=256, tie_word_embeddings=True)
     _save(Qwen2ForCausalLM(cfg), path)
     return path
+
+
+def make_phi3(path: Path, num_layers: int = 2) -> Path:
+    """Phi-4-mini's shape in small: fused qkv/gate_up, 3/4 of each head rotated, longrope with a
+    32-token original context, so a prompt of a few hundred tokens runs on the long factors."""
+    from transformers import Phi3Config, Phi3ForCausalLM
+
+    torch.manual_seed(4)
+    pairs = int(16 * 0.75) // 2
+    cfg = Phi3Config(vocab_size=VOCAB, hidden_size=64, intermediate_size=128,
+                     num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
+                     max_position_embeddings=512, original_max_position_embeddings=32,
+                     partial_rotary_factor=0.75, tie_word_embeddings=True,
+                     rope_scaling={"rope_type": "longrope",
+                                   "short_factor": [1.0 + 0.05 * i for i in range(pairs)],
+                                   "long_factor": [1.0 + 3.0 * i for i in range(pairs)]},
+                     bos_token_id=1, eos_token_id=2, pad_token_id=0, initializer_range=SHARP)
+    _save(Phi3ForCausalLM(cfg), path)
+    return path
+
+
+def make_qwen2_yarn(path: Path, num_layers: int = 2) -> Path:
+    """YaRN over a 32-token original context, factor 16 (Qwen2.5's long-context recipe)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(5)
+    cfg = Qwen2Config(vocab_size=VOCAB, hidden_size=64, intermediate_size=128,
+                      num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=512, tie_word_embeddings=True,
+                      rope_scaling={"rope_type": "yarn", "factor": 16.0,
+                                    "original_max_position_embeddings": 32},
+                      initializer_range=SHARP)
+    _save(Qwen2ForCausalLM(cfg), path)
+    return path
+
+
+def make_llama_dynamic(path: Path, num_layers: int = 2) -> Path:
+    """Dynamic NTK rope past a 64-token max_position_embeddings (factor 8: 512 positions)."""
+    return make_llama(path, num_layers=num_layers, max_position_embeddings=64,
+                      rope_scaling={"rope_type": "dynamic", "factor": 8.0},
+                      initializer_range=SHARP)
 
 
 def make_gpt2(path: Path, num_layers: int = 2) -> Path:
@@ -95,3 +139,7 @@ def make_opt(path: Path, num_layers: int = 2) -> Path:
 
 
 BUILDERS = {"llama": make_llama, "qwen2": make_qwen2, "gpt2": make_gpt2, "opt": make_opt}
+# Rope scaling that changes the answer past a short original context (tests/engine/
+# test_rope_oracle.py): prompts of a few hundred tokens cross it.
+LONG_CONTEXT_BUILDERS = {"phi3-longrope": make_phi3, "qwen2-yarn": make_qwen2_yarn,
+                         "llama-dynamic": make_llama_dynamic}

@@ -21,6 +21,13 @@ from engine.planner.known_models import KNOWN_MODELS, known_model, known_model_n
     ("Qwen3-235B-A22B", "Qwen/Qwen3-235B-A22B"), ("qwen/qwen3-30b-a3b", "Qwen/Qwen3-30B-A3B"),
     ("Mixtral-8x22B", "mistralai/Mixtral-8x22B-v0.1"),
     ("mistralai/Mixtral-8x22B-Instruct-v0.1", "mistralai/Mixtral-8x22B-v0.1"),
+    ("Phi-4", "microsoft/phi-4"),
+    ("Qwen2.5-72B", "Qwen/Qwen2.5-72B-Instruct"),
+    ("Qwen/Qwen2.5-72B-Instruct", "Qwen/Qwen2.5-72B-Instruct"),
+    ("Mistral-Large-2407", "mistralai/Mistral-Large-Instruct-2407"),
+    ("mistralai/Mistral-Large-Instruct-2407", "mistralai/Mistral-Large-Instruct-2407"),
+    ("gemma-3-27b-it", "google/gemma-3-27b-it"),
+    ("Gemma-3-27B", "google/gemma-3-27b-it"),
 ])
 def test_names_match_case_insensitively_by_short_name_or_hub_id(name, hub_id):
     assert known_model(name)[0] == hub_id
@@ -39,8 +46,11 @@ def test_unknown_names_are_none(name):
     ("Qwen/Qwen2-7B", 7.62), ("HuggingFaceTB/SmolLM2-135M-Instruct", 0.1345),
     ("deepseek-ai/DeepSeek-V3", 671), ("Qwen/Qwen3-235B-A22B", 235),
     ("Qwen/Qwen3-30B-A3B", 30.5), ("mistralai/Mixtral-8x22B-v0.1", 141),
+    ("microsoft/phi-4", 14.66), ("Qwen/Qwen2.5-72B-Instruct", 72.7),
+    ("mistralai/Mistral-Large-Instruct-2407", 122.6), ("google/gemma-3-27b-it", 27.0),
 ])
 def test_shapes_parse_and_give_the_published_size(hub_id, billions):
+    skip_until_supported(hub_id)
     model = model_config_from_hf(KNOWN_MODELS[hub_id])
     assert model.num_params / 1e9 == pytest.approx(billions, rel=0.01)
 
@@ -65,3 +75,12 @@ def test_moe_shapes_parse_with_their_routing_and_mla():
     assert ds.rope_scaling["factor"] == 40
     qwen = model_config_from_hf(KNOWN_MODELS["Qwen/Qwen3-235B-A22B"])
     assert (qwen.family, qwen.num_experts, qwen.qk_norm) == ("qwen3_moe", 128, True)
+
+
+def skip_until_supported(hub_id: str) -> None:
+    """A shape may land before its family (Gemma 3 comes with its own model file)."""
+    from engine.model_config import ARCHITECTURES
+
+    arch = KNOWN_MODELS[hub_id]["architectures"][0]
+    if arch not in ARCHITECTURES:
+        pytest.skip(f"{arch} is not supported on this branch yet")
