@@ -9,7 +9,7 @@ STAMP := $(VENV)/.onenode-$(shell cat pyproject.toml $(LOCK) | sha256sum | cut -
 PYTEST_ARGS ?=
 VARIANT ?= cpu
 
-.PHONY: venv kernels lock docker image test test-fast demo down clean
+.PHONY: venv kernels triton-cuda lock docker image test test-fast demo down clean
 
 venv: $(STAMP)
 
@@ -30,6 +30,12 @@ $(STAMP): pyproject.toml $(LOCK)
 kernels: venv
 	@$(VENV)/bin/python -m engine.kernels || true
 
+# The CUDA lock's Triton (images/lock-cuda.txt), hash-checked into ~/.cache/onenode/triton-<v>:
+# the Triton decode kernel's interpreter tests also run under the version GPUs get. Without PyPI
+# those tests skip and say why, so this never fails.
+triton-cuda: venv
+	@$(VENV)/bin/python -m tests.engine.kernels.lock_triton || true
+
 # Re-resolve images/requirements.txt into images/lock-{cpu,cuda}.txt (uv, from PyPI). Commit all
 # three. Needs the index, plus the torch +cpu wheel: UV_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
 lock: venv
@@ -48,7 +54,7 @@ image: venv docker
 
 # Full suite, Docker e2e included. pytest's exit code 5 (no tests collected) is not a failure.
 # ONENODE_REQUIRE_DOCKER=1: here a missing engine is a failure, not a skip.
-test: image kernels
+test: image kernels triton-cuda
 	ONENODE_REQUIRE_DOCKER=1 ONENODE_TEST_IMAGE=$$(cat .onenode/image.tag) \
 	  $(VENV)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
 
