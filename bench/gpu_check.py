@@ -100,17 +100,17 @@ def run_gpu_tests(out: Path) -> dict:
             "seconds": round(time.perf_counter() - start, 1)}
 
 
-def make_bench_model(path: Path) -> Path:
-    """A random bf16 Llama of BENCH_SHAPE with a word-level tokenizer of its vocabulary."""
+def make_bench_model(path: Path, shape: dict = BENCH_SHAPE) -> Path:
+    """A random bf16 Llama of `shape` with a word-level tokenizer of its vocabulary."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(**BENCH_SHAPE, torch_dtype="bfloat16"))
+    model = LlamaForCausalLM(LlamaConfig(**shape, torch_dtype="bfloat16"))
     model.to(torch.bfloat16).save_pretrained(str(path), safe_serialization=True)
     vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
-    vocab.update({f"w{i}": i for i in range(3, BENCH_SHAPE["vocab_size"])})
+    vocab.update({f"w{i}": i for i in range(3, shape["vocab_size"])})
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>",
@@ -118,18 +118,29 @@ def make_bench_model(path: Path) -> Path:
     return path
 
 
-def run_bench(num_requests: int) -> dict:
-    from bench.throughput import throughput_bench
+BENCH_KEYS = ("onenode_output_tok_s", "hf_output_tok_s", "batched_ratio",
+              "onenode_single_stream_tok_s", "hf_single_stream_tok_s", "single_stream_ratio",
+              "single_stream_weight_gbs", "memory_bandwidth_gbs",
+              "single_stream_memory_roofline_fraction", "roofline_fraction")
 
+
+def run_bench(num_requests: int, device: str = "cuda", shape: dict = BENCH_SHAPE,
+              **llm_kwargs) -> dict:
+    """bench throughput in bf16, onenode against HF on `device`, and whether the Triton decode
+    kernel ran (engine/layers/decode_kernel.py falls back to SDPA when it fails)."""
+    from bench.throughput import throughput_bench
+    from engine.layers import decode_kernel
+
+    if device == "cuda":
+        llm_kwargs.setdefault("gpu_memory_utilization", 0.5)
     with tempfile.TemporaryDirectory(prefix="onenode-bench-") as tmp:
-        model = make_bench_model(Path(tmp))
+        model = make_bench_model(Path(tmp), shape)
         res = throughput_bench(str(model), dtype="bfloat16", num_requests=num_requests,
-                               device="cuda", gpu_memory_utilization=0.5)
-    keep = ("onenode_output_tok_s", "hf_output_tok_s", "batched_ratio",
-            "onenode_single_stream_tok_s", "hf_single_stream_tok_s", "single_stream_ratio",
-            "single_stream_weight_gbs", "memory_bandwidth_gbs",
-            "single_stream_memory_roofline_fraction", "roofline_fraction")
-    return {k: res[k] for k in keep if k in res} | {"model": "random SmolLM2-135M shape"}
+                               device=device, **llm_kwargs)
+    out = {k: res[k] for k in BENCH_KEYS if k in res}
+    return out | {"model": f"random Llama, {shape['num_hidden_layers']} layers x "
+                           f"{shape['hidden_size']}",
+                  "decode_kernel": decode_kernel.failure(device) or "in place"}
 
 
 def _num(value) -> float:
@@ -143,8 +154,8 @@ def table(result: dict) -> str:
         rows.append(("gpu tests", f"{'ok' if t['ok'] else 'FAILED'}: {t['summary']}"))
         rows += [("  failed", line) for line in t["failed"]]
     for key, value in result.get("bench", {}).items():
-        if key == "model":
-            rows.append(("bench model", value))
+        if isinstance(value, str):
+            rows.append((key, value))
         elif "fraction" in key:
             rows.append((key, f"{_num(value):.1%}"))
         else:

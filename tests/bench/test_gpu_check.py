@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from bench import gpu_check
+from engine.layers import decode_kernel
 
 REPO = Path(__file__).resolve().parents[2]
 BLOCKER = Path(__file__).parent / "device_machine"
@@ -87,3 +88,16 @@ def test_the_table_has_one_row_per_figure():
     text = gpu_check.table(result)
     assert "FAILED: 1 failed, 9 passed" in text and "FAILED t::x" in text
     assert "3.25" in text and "42.0%" in text and len(text.splitlines()) == 7
+
+
+@pytest.mark.slow
+def test_the_bench_part_runs_end_to_end_on_a_small_shape():
+    """The same code path as on the GPU (model built here, onenode vs HF, rooflines), on CPU."""
+    shape = dict(gpu_check.BENCH_SHAPE, hidden_size=64, intermediate_size=128,
+                 num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                 vocab_size=512)
+    res = gpu_check.run_bench(2, device="cpu", shape=shape, kv_cache_space_gib=0.05)
+    assert set(gpu_check.BENCH_KEYS) <= set(res)
+    assert res["decode_kernel"] == "in place" or not decode_kernel.available("cpu")
+    assert res["batched_ratio"]["median"] > 0 and "2 layers x 64" in res["model"]
+    assert "batched_ratio" in gpu_check.table({"machine": {}, "bench": res})
