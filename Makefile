@@ -2,6 +2,7 @@
 # here, idempotently: the venv (the image's lock, images/lock-cpu.txt), the Docker engine, the
 # offline image. `make lock` re-resolves the image's dependencies (docs/runbook.md).
 SHELL := /bin/bash
+space := $(subst ,, )
 PY ?= python3
 VENV := .venv
 LOCK := images/lock-cpu.txt
@@ -9,7 +10,7 @@ STAMP := $(VENV)/.onenode-$(shell cat pyproject.toml $(LOCK) | sha256sum | cut -
 PYTEST_ARGS ?=
 VARIANT ?= cpu
 
-.PHONY: venv kernels lock docker image test test-fast demo down clean
+.PHONY: venv kernels triton-cuda lock docker image test test-fast demo down clean gpu-check gpu-wheels
 
 venv: $(STAMP)
 
@@ -30,6 +31,12 @@ $(STAMP): pyproject.toml $(LOCK)
 kernels: venv
 	@$(VENV)/bin/python -m engine.kernels || true
 
+# The CUDA lock's Triton (images/lock-cuda.txt), hash-checked into ~/.cache/onenode/triton-<v>:
+# the Triton decode kernel's interpreter tests also run under the version GPUs get. Without PyPI
+# those tests skip and say why, so this never fails.
+triton-cuda: venv
+	@$(VENV)/bin/python -m tests.engine.kernels.lock_triton || true
+
 # Re-resolve images/requirements.txt into images/lock-{cpu,cuda}.txt (uv, from PyPI). Commit all
 # three. Needs the index, plus the torch +cpu wheel: UV_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
 lock: venv
@@ -48,7 +55,7 @@ image: venv docker
 
 # Full suite, Docker e2e included. pytest's exit code 5 (no tests collected) is not a failure.
 # ONENODE_REQUIRE_DOCKER=1: here a missing engine is a failure, not a skip.
-test: image kernels
+test: image kernels triton-cuda
 	ONENODE_REQUIRE_DOCKER=1 ONENODE_TEST_IMAGE=$$(cat .onenode/image.tag) \
 	  $(VENV)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
 
@@ -62,5 +69,23 @@ demo: image
 down: venv
 	$(VENV)/bin/onenode cluster down
 
+# One prepared command for a lent GPU machine (docs/performance.md): the gpu-marked tests, bench
+# throughput on CUDA in bf16 against HF, batch-1 decode against HBM bandwidth; one table, JSON to
+# $$OUT. It runs with that machine's own Python (no venv there); without CUDA it exits 2.
+GPU_PY := $(if $(wildcard $(VENV)/bin/python),$(VENV)/bin/python,$(PY))
+gpu-check:
+	PYTHONPATH=$(CURDIR) $(GPU_PY) -m bench.gpu_check
+
+# What the lent machine lacks for gpu-check, as Python 3.12 wheels in .gpu-wheels/ (git-ignored,
+# carried with the tree): pytest and its dependencies, at this venv's versions.
+GPU_WHEELS := pytest pytest-timeout pluggy iniconfig packaging pygments
+gpu-wheels: venv
+	@rm -rf .gpu-wheels && mkdir -p .gpu-wheels
+	$(VENV)/bin/pip freeze | grep -iE '^($(subst $(space),|,$(GPU_WHEELS)))==' > .gpu-wheels/requirements.txt
+	$(VENV)/bin/pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+	  --implementation cp --platform manylinux2014_x86_64 --platform any \
+	  -r .gpu-wheels/requirements.txt -d .gpu-wheels
+	@du -sh .gpu-wheels
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info .gpu-wheels

@@ -46,6 +46,9 @@ BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates", "iproute2", "proc
 # rdma-core's user space: NCCL dlopens libibverbs at run time; without it inter-node NCCL falls
 # back to sockets whatever NCCL_IB_HCA says. ibverbs-utils gives `ibv_devinfo` for operators.
 RDMA_PACKAGES = ("libibverbs1", "ibverbs-providers", "librdmacm1", "ibverbs-utils")
+# Triton compiles a small C launcher that includes Python.h on its first kernel launch: without the
+# headers every GPU decode would fail in the image (the engine would fall back to SDPA).
+TRITON_PACKAGES = ("python3-dev",)
 LABEL_PREFIX = "org.onenode"
 VERSION_LABELS = ("torch", "ray", "transformers", "huggingface-hub", "numpy")
 
@@ -67,7 +70,7 @@ class Variant:
 
 VARIANTS = {"cpu": Variant("cpu", "Dockerfile", "onenode-base", BASE_PACKAGES),
             "cuda": Variant("cuda", "Dockerfile.cuda", "onenode-base-rdma",
-                            BASE_PACKAGES + RDMA_PACKAGES)}
+                            BASE_PACKAGES + RDMA_PACKAGES + TRITON_PACKAGES)}
 
 
 def get_variant(name: str) -> Variant:

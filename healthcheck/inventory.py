@@ -127,13 +127,25 @@ def shm_bytes(path: str = "/dev/shm") -> int:
     return st.f_blocks * st.f_frsize
 
 
+NVML_MISSING = ("nvidia-ml-py is not installed, so its GPUs cannot be counted; "
+                "pip install nvidia-ml-py (an onenode dependency)")
+
+
 def nvml_gpus(errors: list[str]) -> tuple[list[dict], dict[str, str]]:
-    """GPUs as NVML sees them; no NVML (no driver, CPU node) means no GPUs."""
+    """GPUs as NVML sees them. No NVML library (no driver: a CPU node) means no GPUs; a missing
+    nvidia-ml-py or an NVML that fails to start is an error, since the node may have GPUs."""
     try:
         import pynvml
-
+    except ImportError:
+        errors.append(NVML_MISSING)
+        return [], {}
+    try:
         pynvml.nvmlInit()
-    except Exception:  # noqa: BLE001 - ImportError or NVMLError: this node has no usable GPU
+    except pynvml.NVMLError_LibraryNotFound:
+        return [], {}
+    except Exception as exc:  # noqa: BLE001 - NVMLError: report, don't crash the probe
+        errors.append(f"NVML cannot start ({exc}); check the GPU driver and the container's "
+                      f"--gpus flag")
         return [], {}
     try:
         driver = {"driver": _text(pynvml.nvmlSystemGetDriverVersion())}

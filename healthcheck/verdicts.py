@@ -8,7 +8,7 @@ share one (a simulated cluster on one machine, or the #7815 symptom).
 from collections import defaultdict
 from dataclasses import dataclass
 
-from healthcheck.inventory import NodeInventory
+from healthcheck.inventory import NVML_MISSING, NodeInventory
 
 OK, INFO, WARN, FAIL = "ok", "info", "warn", "fail"
 LEVELS = (OK, INFO, WARN, FAIL)
@@ -157,12 +157,13 @@ def shm_verdicts(nodes: dict[str, NodeInventory]) -> list[Verdict]:
 
 
 def gpu_verdicts(nodes: dict[str, NodeInventory]) -> list[Verdict]:
+    out = [Verdict(FAIL if err == NVML_MISSING else WARN, "gpu", f"{label}: {err}", (label,))
+           for label, inv in nodes.items() for err in inv.errors]
     with_gpus = [label for label, inv in nodes.items() if inv.gpus]
     if not with_gpus:
-        return []
-    out = []
+        return out
     for label, inv in nodes.items():
-        if not inv.gpus:
+        if not inv.gpus and not inv.errors:  # with errors, those say why it sees none
             out.append(Verdict(FAIL, "gpu", f"{label} ({inv.hostname}) has no GPU visible "
                                f"while {', '.join(with_gpus)} do; start its container with "
                                f"`--gpus all` (and the NVIDIA container toolkit installed)",
@@ -173,8 +174,6 @@ def gpu_verdicts(nodes: dict[str, NodeInventory]) -> list[Verdict]:
         out.append(Verdict(WARN, "gpu", f"nodes have different GPUs: {_differ_text(names)}; "
                            f"TP/PP ranks run at the pace of the slowest GPU",
                            tuple(sorted(_minority(names)))))
-    for label, inv in nodes.items():
-        out.extend(Verdict(WARN, "gpu", f"{label}: {err}", (label,)) for err in inv.errors)
     return out
 
 

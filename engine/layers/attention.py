@@ -6,9 +6,11 @@ keys as one contiguous [L, head_dim] matrix: the layout SDPA's CPU and CUDA kern
 
 - Decode rows go to a kernel that walks each sequence's block table and reads K/V in place: no
   copy, no padding. On CPU the C++ one (engine/kernels/paged_decode.cpp), on CUDA the Triton one
-  (engine/kernels/triton_decode.py). Without it (no compiler or no Triton, ONENODE_CPU_KERNELS=0
-  or ONENODE_CUDA_KERNELS=0), decode rows run per length bucket (engine/layers/attention_plan.py,
-  built once per step): one SDPA call per bucket, padded only to the bucket's longest context.
+  (engine/kernels/triton_decode.py); engine/layers/decode_kernel.py picks it, and turns it off
+  for the process if it fails (a Triton compile error at warm-up). Without it (no compiler or
+  no Triton, ONENODE_CPU_KERNELS=0 or ONENODE_CUDA_KERNELS=0, or after such a failure), decode
+  rows run per length bucket (engine/layers/attention_plan.py, built once per step): one SDPA
+  call per bucket, padded only to the bucket's longest context.
   The query heads sharing a KV head become that head's query rows, so GQA needs no copy of K/V
   per query head.
 - Prefill rows attend causally to their context; a sequence without a cached prefix reads its
@@ -22,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn.functional import scaled_dot_product_attention as sdpa
 
-from engine.kernels.build import load as load_cpu_kernels
+from engine.layers import decode_kernel
 from engine.layers.attention_metadata import AttentionMetadata
 from engine.layers.attention_plan import attention_plan
 
@@ -32,14 +34,6 @@ def _zeros(shape: tuple[int, ...], dtype: torch.dtype, device) -> torch.Tensor:
         return torch.zeros(shape, dtype=dtype, device=device)
     count = math.prod(shape) * dtype.itemsize
     return torch.from_numpy(np.zeros(count, dtype=np.uint8)).view(dtype).view(shape)
-
-
-def _triton_decode():
-    """The CUDA kernel's module, imported on first use: importing Triton costs a CPU-only
-    engine ~0.3 s of start-up for nothing."""
-    from engine.kernels import triton_decode
-
-    return triton_decode
 
 
 class PagedAttention(nn.Module):
@@ -59,9 +53,7 @@ class PagedAttention(nn.Module):
         generous kv_cache_space_gib costs memory only as the cache fills."""
         shape = (self.num_kv_heads, num_blocks, block_size, self.head_dim)
         self.k_cache, self.v_cache = (_zeros(shape, dtype, device) for _ in range(2))
-        kind = torch.device(device).type
-        self.in_place = (kind == "cpu" and load_cpu_kernels()) \
-            or (kind == "cuda" and _triton_decode().enabled())
+        self.in_place = decode_kernel.available(torch.device(device).type)
 
     def forward(self, q, k, v, meta: AttentionMetadata) -> torch.Tensor:
         """q: [T, h, d]; k, v: [T, kvh, d] -> [T, h*d]."""
@@ -70,22 +62,31 @@ class PagedAttention(nn.Module):
         kvh, d = self.num_kv_heads, self.head_dim
         self.k_cache.view(kvh, -1, d).index_copy_(1, meta.slot_mapping, k.transpose(0, 1))
         self.v_cache.view(kvh, -1, d).index_copy_(1, meta.slot_mapping, v.transpose(0, 1))
-        plan = attention_plan(meta, self.in_place)
-        if plan.batch is not None and plan.batch.rows is None:
-            return self._decode_in_place(q, plan.batch)
+        plan, decoded = self._plan_and_decode_in_place(q, meta)
+        if decoded is not None and plan.batch.rows is None:
+            return decoded
         out = q.new_empty(q.shape[0], self.num_heads * d)
-        if plan.batch is not None:
-            out.index_copy_(0, plan.batch.rows,
-                            self._decode_in_place(q.index_select(0, plan.batch.rows), plan.batch))
+        if decoded is not None:
+            out.index_copy_(0, plan.batch.rows, decoded)
         for bucket in plan.decode:
             out.index_copy_(0, bucket.rows, self._decode(q.index_select(0, bucket.rows), bucket))
         for p in plan.prefill:
             out[p.start:p.end] = self._prefill(q, k, v, p)
         return out
 
-    def _decode_in_place(self, q, batch) -> torch.Tensor:
-        kernel = _triton_decode().paged_decode if q.is_cuda else torch.ops.onenode.paged_decode
-        return kernel(q, self.k_cache, self.v_cache, batch.tables, batch.lens, self.scale)
+    def _plan_and_decode_in_place(self, q, meta):
+        """The step's plan, and its decode rows through the in-place kernel when the plan has
+        them as a batch. A kernel failure re-plans them into SDPA buckets (None decoded)."""
+        plan = attention_plan(meta, self.in_place and decode_kernel.usable(q.device.type))
+        batch = plan.batch
+        if batch is None:
+            return plan, None
+        rows = q if batch.rows is None else q.index_select(0, batch.rows)
+        try:
+            return plan, decode_kernel.decode(rows, self.k_cache, self.v_cache, batch.tables,
+                                              batch.lens, self.scale)
+        except decode_kernel.KernelFailed:
+            return attention_plan(meta, in_place=False, rebuild=True), None
 
     def _decode(self, q, bucket) -> torch.Tensor:
         """q: [n, h, d] -> [n, h*d] over the bucket's padded contexts."""

@@ -48,10 +48,12 @@ class AttentionPlan:
     batch: DecodeBatch | None = None  # the in-place kernel's input
 
 
-def attention_plan(meta: AttentionMetadata, in_place: bool = False) -> AttentionPlan:
+def attention_plan(meta: AttentionMetadata, in_place: bool = False,
+                   rebuild: bool = False) -> AttentionPlan:
     """The plan for this step, built by the first layer that asks and cached on `meta`.
-    `in_place`: decode rows go to the in-place kernel as one batch instead of buckets."""
-    plan = getattr(meta, "_plan", None)
+    `in_place`: decode rows go to the in-place kernel as one batch instead of buckets.
+    `rebuild`: replace the cached plan (the in-place kernel failed mid-step)."""
+    plan = None if rebuild else getattr(meta, "_plan", None)
     if plan is None:
         decode, prefill = [], []
         qsl = meta.query_start_loc

@@ -19,6 +19,7 @@ from engine.models import fp8
 from engine.models.registry import build_model, load_weights
 from engine.parallel import parallel_state as ps
 from engine.parallel.pp_partition import stage_layer_range
+from engine.worker import memory_profile
 from engine.worker.inputs import dummy_inputs, prepare_inputs
 from engine.worker.warm_up import warm_up
 
@@ -49,6 +50,7 @@ class ModelRunner:
         self.is_first = self.pp_rank == 0
         self.is_last = self.pp_rank == self.pp_size - 1
         self.model = None
+        self._memory: list[memory_profile.MemorySnapshot] = []  # CUDA: before/after loading
 
     def load_model(self, source=None) -> None:
         # The driver resolved the model once; re-resolving a GGUF costs seconds per rank.
@@ -60,6 +62,9 @@ class ModelRunner:
         fp8.check_before_load(self.model_config, self.dtype, self.device, self.config,
                               ps.tp().size, self.partition)
         layer_range = stage_layer_range(self.partition, self.pp_rank)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+            self._memory = [memory_profile.snapshot(self.device)]
         self.model = build_model(self.model_config, layer_range, self.is_first, self.is_last,
                                  self.dtype, self.device)
         show = ps.tp().rank == 0 and self.is_first
@@ -67,6 +72,8 @@ class ModelRunner:
         self.model.eval()
         if self.device.type == "cpu":
             pack_cpu_weights(self.model)
+        else:
+            self._memory.append(memory_profile.snapshot(self.device))
 
     def block_bytes(self) -> int:
         return kv_blocks.bytes_per_block(
@@ -79,20 +86,19 @@ class ModelRunner:
         return self._profile_cuda(max_num_batched_tokens)
 
     def _profile_cuda(self, num_tokens: int) -> float:
-        """vLLM's rule: utilization x total - weights - peak activation - non-torch memory."""
+        """vLLM's rule over what this engine added (engine/worker/memory_profile.py):
+        utilization x total - weights loaded - activation peak - non-torch growth."""
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(self.device)
-        weights = torch.cuda.memory_allocated(self.device)
+        before = memory_profile.snapshot(self.device)
         self._forward_dummy(num_tokens)
-        torch.cuda.synchronize(self.device)
-        activation = torch.cuda.max_memory_allocated(self.device) - weights
-        free, total = torch.cuda.mem_get_info(self.device)
-        non_torch = max(0, (total - free) - torch.cuda.memory_reserved(self.device))
+        after = memory_profile.snapshot(self.device)
         torch.cuda.empty_cache()
-        log.info("memory profile: weights %.2f GiB, activation peak %.2f GiB, non-torch %.2f GiB",
-                 weights / 2**30, activation / 2**30, non_torch / 2**30)
-        return kv_blocks.gpu_available_bytes(total, self.config.gpu_memory_utilization,
-                                             weights, activation, non_torch)
+        start, loaded = self._memory
+        found = memory_profile.profile(start, loaded, before, after,
+                                       self.config.gpu_memory_utilization)
+        log.info("memory profile: %s", found.summary())
+        return found.kv_bytes
 
     @torch.inference_mode()
     def _forward_dummy(self, num_tokens: int) -> None:

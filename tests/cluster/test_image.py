@@ -43,6 +43,14 @@ def test_the_cuda_base_has_rdma_user_space_and_the_cpu_base_does_not():
     assert "python3" in include and cmd[-3:] == ["bookworm", "/root", "http://m/debian"]
 
 
+def test_the_cuda_base_has_python_headers_for_tritons_launcher():
+    cpu, cuda = image.get_variant("cpu"), image.get_variant("cuda")
+    assert "python3-dev" in cuda.base_packages and "python3-dev" not in cpu.base_packages
+    cmd = image.debootstrap_command(cuda, "/root", "http://m/debian")
+    include = cmd[[a.startswith("--include=") for a in cmd].index(True)]
+    assert "python3-dev" in include.removeprefix("--include=").split(",")
+
+
 def test_wheelhouse_key_is_the_lock_hash_per_variant():
     cpu = image.wheelhouse_dir(image.get_variant("cpu"), b"torch==2.13.0+cpu\n")
     cuda = image.wheelhouse_dir(image.get_variant("cuda"), b"torch==2.13.0+cpu\n")

@@ -5,7 +5,7 @@ preemption, with prefix-cache hits, and on the PyTorch fallback without the C++ 
 import pytest
 
 from engine import LLM, SamplingParams
-from tests.engine.oracle import hf_greedy, make_prompts
+from tests.engine.oracle import check_by_margin, hf_greedy, make_prompts
 from tests.engine.tiny_models import BUILDERS
 
 NEW_TOKENS = 12
@@ -50,7 +50,8 @@ def test_greedy_tokens_equal_hf_in_bfloat16(checkpoint):
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_greedy_tokens_equal_hf_on_cuda(checkpoint, dtype):
     """On a GPU, decode attention runs in the Triton kernel that reads the paged cache in
-    place; HF runs on the same GPU in the same dtype."""
+    place; HF runs on the same GPU. fp32: the same tokens. bf16: HF's top-1 wherever it is
+    decisive (tests/engine/oracle.py), since exact bf16 equality flips on near ties."""
     import torch
 
     if not torch.cuda.is_available():
@@ -60,10 +61,13 @@ def test_greedy_tokens_equal_hf_on_cuda(checkpoint, dtype):
     llm = LLM(str(path), device="cuda", dtype=dtype, gpu_memory_utilization=0.3)
     layers = llm.engine.executor.worker.runner.model.attention_layers()
     assert all(layer.in_place for layer in layers)
-    outs = llm.generate(prompts, _greedy(), use_tqdm=False)
-    want = hf_greedy(path, prompts, NEW_TOKENS, dtype=getattr(torch, dtype), device="cuda")
-    assert [o.outputs[0].token_ids for o in outs] == want
+    outs = [o.outputs[0].token_ids for o in llm.generate(prompts, _greedy(), use_tqdm=False)]
     llm.shutdown()
+    if dtype == "float32":
+        assert outs == hf_greedy(path, prompts, NEW_TOKENS, device="cuda")
+    else:
+        problems, checked = check_by_margin(path, prompts, outs, device="cuda")
+        assert problems == [] and checked > 0
 
 
 def test_preemption_keeps_tokens_and_frees_blocks(checkpoint):

@@ -39,7 +39,7 @@ def test_mp_matches_hf(llama5, tp, pp):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("tp,pp", SHAPES)
+@pytest.mark.parametrize("tp,pp", [(1, 1), *SHAPES])  # (1, 1): mp and NCCL on one GPU
 def test_mp_on_cuda_matches_hf(llama5, tp, pp):
     """NCCL and the Triton decode kernel on every rank, against HF on the same GPU."""
     import torch

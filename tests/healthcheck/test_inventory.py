@@ -1,6 +1,7 @@
 import json
 import os
 import socket
+import sys
 
 from healthcheck import inventory
 from healthcheck.inventory import MASK, collect, model_fingerprint, node_env
@@ -71,3 +72,28 @@ def test_ib_ports_read_sysfs_layout(tmp_path):
 def test_shm_of_a_missing_mount_is_zero():
     assert inventory.shm_bytes("/no/such/dir") == 0
     assert inventory.shm_bytes(os.getcwd()) > 0
+
+
+def test_missing_nvidia_ml_py_is_an_error_not_no_gpus(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml raises ImportError
+    errors: list[str] = []
+    assert inventory.nvml_gpus(errors) == ([], {})
+    assert errors == [inventory.NVML_MISSING]
+
+
+def test_no_nvml_library_is_a_cpu_node(monkeypatch):
+    import pynvml
+
+    def no_library():
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
+
+    monkeypatch.setattr(pynvml, "nvmlInit", no_library)
+    errors: list[str] = []
+    assert inventory.nvml_gpus(errors) == ([], {}) and errors == []
+
+    def no_driver():
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_DRIVER_NOT_LOADED)
+
+    monkeypatch.setattr(pynvml, "nvmlInit", no_driver)
+    assert inventory.nvml_gpus(errors) == ([], {})
+    assert len(errors) == 1 and errors[0].startswith("NVML cannot start")

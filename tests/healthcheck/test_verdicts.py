@@ -119,6 +119,19 @@ def test_node_without_gpu_in_a_gpu_cluster(inv):
     assert gpu_verdicts(three(inv)) == []  # a CPU cluster is fine
 
 
+def test_missing_nvml_is_a_verdict_not_no_gpus(inv):
+    from healthcheck.inventory import NVML_MISSING
+
+    # In a GPU cluster the node's own cause replaces the "--gpus all" guess.
+    nodes = cluster(inv(A, gpus=[H100] * 8), inv(B, gpus=[H100] * 8),
+                    inv(C, errors=[NVML_MISSING]))
+    [v] = gpu_verdicts(nodes)
+    assert v.level == FAIL and v.nodes == (C,) and "pip install nvidia-ml-py" in v.message
+    # In a cluster where no node can count its GPUs, it is still said.
+    [v] = gpu_verdicts(three(inv, errors=[NVML_MISSING]))[:1]
+    assert v.level == FAIL and "nvidia-ml-py is not installed" in v.message
+
+
 def test_mixed_gpus_warn(inv):
     a100 = {**H100, "name": "NVIDIA A100-SXM4-80GB"}
     [v] = gpu_verdicts(cluster(inv(A, gpus=[H100] * 8), inv(B, gpus=[a100] * 8)))

@@ -8,16 +8,19 @@ from torch.nn.functional import scaled_dot_product_attention as sdpa
 PAGED_SHAPES = [(9, 3, 64), (4, 4, 32), (8, 2, 20), (6, 3, 16)]
 
 
-def random_paged_case(dtype, heads, kv_heads, d, device="cpu", num_blocks=64, bs=16):
-    """(q, k_cache, v_cache, tables, lens): 7 sequences over scattered blocks, lengths that end
-    mid-block, at block edges and past one block."""
-    g = torch.Generator().manual_seed(heads * d)
-    n = 7
+def random_paged_case(dtype, heads, kv_heads, d, device="cpu", num_blocks=64, bs=16,
+                      lens=(1, 5, 16, 17, 40, 100, 3)):
+    """(q, k_cache, v_cache, tables, lens): one sequence per length over scattered blocks; the
+    default lengths end mid-block, at block edges and past one block. Every cache slot holds
+    random data, so a kernel reading past a sequence's end is seen."""
+    g = torch.Generator().manual_seed(heads * d + bs)
+    n = len(lens)
     kc = torch.randn(kv_heads, num_blocks, bs, d, generator=g).to(dtype)
     vc = torch.randn(kv_heads, num_blocks, bs, d, generator=g).to(dtype)
-    lens = torch.tensor([1, 5, 16, 17, 40, 100, 3])
-    tables = torch.stack([torch.randperm(num_blocks, generator=g)[:7] for _ in range(n)])
+    width = -(-max(lens) // bs)
+    tables = torch.stack([torch.randperm(num_blocks, generator=g)[:width] for _ in range(n)])
     q = torch.randn(n, heads, d, generator=g).to(dtype)
+    lens = torch.tensor(lens)
     return tuple(x.to(device) for x in (q, kc, vc, tables, lens))
 
 
