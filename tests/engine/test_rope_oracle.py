@@ -84,7 +84,7 @@ def test_longrope_without_recompute_at_the_boundary_differs(case, monkeypatch):
     name, path, prompts, ref = case
     if name != "phi3-longrope":
         pytest.skip("only longrope switches factors")
-    from engine.core.engine_setup import EngineSetup
+    from engine.loop.engine_setup import EngineSetup
 
     monkeypatch.setattr(EngineSetup, "_rope_rules", lambda self: (False, None))
     assert generate(path, prompts[:1])[0] != ref[0]
