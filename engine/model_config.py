@@ -172,7 +172,7 @@ def _llama(arch: str, cfg: dict, family: str = "llama") -> ModelConfig:
         head_dim=cfg.get("head_dim") or hidden // heads,
         intermediate_size=cfg["intermediate_size"], vocab_size=cfg["vocab_size"],
         max_position_embeddings=cfg.get("max_position_embeddings", 2048),
-        norm_eps=cfg.get("rms_norm_eps", 1e-6), rope_theta=cfg.get("rope_theta", 10000.0),
+        norm_eps=cfg.get("rms_norm_eps", 1e-6), rope_theta=_rope_theta(cfg),
         rope_scaling=cfg.get("rope_scaling"),
         tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
         attention_bias=bool(cfg.get("attention_bias", False))
@@ -180,6 +180,13 @@ def _llama(arch: str, cfg: dict, family: str = "llama") -> ModelConfig:
         hidden_act=cfg.get("hidden_act", "silu"),
         qk_norm=family in ("qwen3", "qwen3_moe"), **moe_fields(cfg), **_common(cfg),
     )
+
+
+def _rope_theta(cfg: dict) -> float:
+    """transformers v5 writes rope_theta inside `rope_parameters` (Mixtral's and Qwen3's default
+    is 1e6, not Llama's 1e4); older config.json files have it at the top level."""
+    theta = cfg.get("rope_theta") or (cfg.get("rope_parameters") or {}).get("rope_theta")
+    return float(theta or 10000.0)
 
 
 def _gpt2(arch: str, cfg: dict) -> ModelConfig:

@@ -41,7 +41,8 @@ class Worker:
         torch.manual_seed(self.config.seed)
         cfg = self.config
         init_distributed(self.rank, cfg.world_size, *self.master, cfg.tensor_parallel_size,
-                         cfg.pipeline_parallel_size, device)
+                         cfg.pipeline_parallel_size, device,
+                         expert_parallel=cfg.enable_expert_parallel)
         self.runner = ModelRunner(cfg, self.partition, device)
 
     def load_model(self, source=None) -> None:
