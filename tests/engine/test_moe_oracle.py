@@ -21,7 +21,7 @@ def run(path, prompts, dtype="float32", **kw):
     try:
         outs = llm.generate(prompts, SamplingParams(temperature=0, max_tokens=NEW,
                                                     ignore_eos=True), use_tqdm=False)
-        return [o.outputs[0].token_ids for o in outs], llm.engine
+        return [o.outputs[0].token_ids for o in outs], llm.engine.stats()
     finally:
         llm.shutdown()
 
@@ -38,9 +38,15 @@ def qwen3_moe(tmp_path_factory):
                          ids=["tp2-sliced", "ep2", "pp2xep2"])
 def test_qwen3_moe_splits_match_hf(qwen3_moe, tp, pp, ep):
     path, prompts, ref = qwen3_moe
-    tokens, _ = run(path, prompts, tensor_parallel_size=tp, pipeline_parallel_size=pp,
+    tokens, stats = run(path, prompts, tensor_parallel_size=tp, pipeline_parallel_size=pp,
                     enable_expert_parallel=ep, distributed_executor_backend="mp")
     assert tokens == ref
+    # 2 sparse layers x top-2 x every token fed (the prompt, then all but the last new token).
+    pairs = 2 * 2 * sum(len(p) + NEW - 1 for p in prompts)
+    load = stats["expert_tokens"]
+    assert sorted(load) == list(range(tp))
+    assert sum(load.values()) == (pairs if ep else tp * pairs)  # sliced: every rank, every pair
+    assert stats["expert_imbalance"] >= 1.0
 
 
 @pytest.mark.slow
