@@ -30,6 +30,9 @@ class EngineConfig:
     distributed_executor_backend: str | None = option(
         None, help="uni | mp | ray (default: uni for one rank, mp when this node has enough "
                    "devices, else ray; ray starts a local Ray instance when there is no cluster)")
+    enable_expert_parallel: bool = option(
+        False, help="MoE models: split whole experts over the TP ranks of a stage instead of "
+                    "slicing every expert")
     dtype: str = option("auto", help="auto | float32 | float16 | bfloat16")
     max_model_len: int | None = option(None, range=(1, None))
     block_size: int = option(16)
@@ -106,7 +109,30 @@ class EngineConfig:
             raise ConfigError(
                 f"{kv} KV heads cannot be split or replicated over tensor_parallel_size={tp}; "
                 f"use a tensor parallel size that divides {kv} or is a multiple of it")
+        self._validate_moe(model)
         return pp_layer_partition(model.num_layers, pp, self.partition_override)
+
+    def _validate_moe(self, model: ModelConfig) -> None:
+        tp = self.tensor_parallel_size
+        if self.enable_expert_parallel and not model.is_moe:
+            raise ConfigError(f"enable_expert_parallel=True needs a mixture-of-experts model, "
+                              f"but {model.architecture} is dense; drop --enable-expert-parallel")
+        if not model.is_moe or tp == 1:
+            return
+        if self.enable_expert_parallel and model.num_experts % tp:
+            raise ConfigError(
+                f"{model.num_experts} experts cannot be split evenly over "
+                f"tensor_parallel_size={tp} with expert parallelism; use a tensor parallel size "
+                f"that divides {model.num_experts}, or drop --enable-expert-parallel")
+        sliced = [] if self.enable_expert_parallel else [model.moe_intermediate_size]
+        sliced += [model.shared_expert_intermediate_size,
+                   model.n_shared_experts * model.moe_intermediate_size]
+        bad = next((s for s in sliced if s % tp), None)
+        if bad is not None:
+            fix = "" if self.enable_expert_parallel else ", or add --enable-expert-parallel"
+            raise ConfigError(f"an expert intermediate size of {bad} is not divisible by "
+                              f"tensor_parallel_size={tp}; use a tensor parallel size that "
+                              f"divides it{fix}")
 
     def resolved_max_model_len(self, model: ModelConfig) -> int:
         """max_model_len, by default the positions the model supports after its rope scaling;

@@ -24,7 +24,6 @@ UNSUPPORTED: dict[str, tuple[object, str]] = {
     "speculative_config": (None, "speculative decoding is not implemented yet"),
     "enable_lora": (False, ("LoRA adapters are not implemented yet; merge the adapter into the "
                             "weights")),
-    "enable_expert_parallel": (False, "MoE models are not supported yet"),
     "cpu_offload_gb": (0, "weights are not offloaded; use pipeline parallelism to spread them"),
     "hf_overrides": (None, "edit config.json instead"),
     "rope_scaling": (None, "set rope_scaling in the model's config.json"),

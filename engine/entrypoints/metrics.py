@@ -61,12 +61,29 @@ class _EngineStatsCollector:
         for s in health.states:
             state.add_metric(labels + [s], 1.0 if s == health.state else 0.0)
         yield state
+        yield from _expert_metrics(stats, labels)
         yield counter("num_preemptions", "Cumulative preemptions from the engine.",
                       stats.get("num_preemptions", 0))
         yield counter("prefix_cache_queries", "Prefix cache queries, in tokens.",
                       stats.get("prefix_cache_queries", 0))
         yield counter("prefix_cache_hits", "Prefix cache hits, in tokens.",
                       stats.get("prefix_cache_hits", 0))
+
+
+def _expert_metrics(stats: dict, labels: list[str]):
+    """MoE models only: tokens routed to each EP rank's experts, and max / mean over ranks."""
+    tokens = stats.get("expert_tokens")
+    if not tokens:
+        return
+    c = CounterMetricFamily("onenode:expert_tokens", "(token, expert) pairs computed by each "
+                            "expert-parallel rank's experts.", labels=["model_name", "ep_rank"])
+    for rank, count in sorted(tokens.items()):
+        c.add_metric(labels + [str(rank)], float(count))
+    yield c
+    g = GaugeMetricFamily("onenode:expert_imbalance", "Expert load max / mean over EP ranks "
+                          "(1 is even).", labels=["model_name"])
+    g.add_metric(labels, float(stats.get("expert_imbalance", 1.0)))
+    yield g
 
 
 class ServerMetrics:

@@ -33,10 +33,12 @@ class StatsLogger:
             return None
         queries = stats.get("prefix_cache_queries", 0)
         hit_rate = stats.get("prefix_cache_hits", 0) / queries if queries else 0.0
+        experts = f", Expert imbalance: {stats['expert_imbalance']:.2f}" \
+            if stats.get("expert_tokens") else ""
         return (f"Avg prompt throughput: {prompt / dt:.1f} tokens/s, Avg generation throughput: "
                 f"{gen / dt:.1f} tokens/s, Running: {running} reqs, Swapped: 0 reqs, Pending: "
                 f"{waiting} reqs, KV cache usage: {100 * stats.get('kv_cache_usage', 0):.1f}%, "
-                f"Prefix cache hit rate: {100 * hit_rate:.1f}%")
+                f"Prefix cache hit rate: {100 * hit_rate:.1f}%{experts}")
 
     async def run(self) -> None:
         while True:

@@ -15,6 +15,7 @@ from engine.config import EngineConfig
 from engine.core.block_manager import BlockManager
 from engine.loop.engine_setup import EngineSetup
 from engine.loop.output_processor import OutputProcessor, RequestState
+from engine.core.expert_load import ExpertLoad
 from engine.core.scheduler import Scheduler
 from engine.core.sequence import Sequence
 from engine.loop.structured_output import StructuredOutputManager
@@ -55,6 +56,7 @@ class LLMEngine:
         self.in_flight: collections.deque = collections.deque()
         self._seq_ids = itertools.count()
         self._dead: str | None = None
+        self.expert_load = ExpertLoad(self.executor) if self.model_config.is_moe else None
 
     def _eos_ids(self) -> tuple[int, ...]:
         ids = set(self.model_config.eos_token_ids)
@@ -175,7 +177,8 @@ class LLMEngine:
 
     def stats(self) -> dict:
         bm, sch = self.block_manager, self.scheduler
-        return {"num_running": sch.num_running, "num_waiting": sch.num_waiting,
+        moe = self.expert_load.snapshot(idle=not self.in_flight) if self.expert_load else {}
+        return {**moe, "num_running": sch.num_running, "num_waiting": sch.num_waiting,
                 "kv_cache_usage": bm.usage, "num_preemptions": sch.num_preemptions,
                 "prompt_tokens_total": getattr(sch, "prompt_tokens_total", 0),
                 "generation_tokens_total": getattr(sch, "generation_tokens_total", 0),

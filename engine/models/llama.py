@@ -9,10 +9,10 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from engine.layers.activation import silu_and_mul
 from engine.layers.attention import PagedAttention
 from engine.layers.embedding import ParallelLMHead, VocabParallelEmbedding
 from engine.layers.linear import ColumnParallelLinear, Part, RowParallelLinear
+from engine.layers.mlp import GatedMLP
 from engine.layers.norm import RMSNorm
 from engine.layers.rotary import RotaryEmbedding
 from engine.model_config import ModelConfig
@@ -45,31 +45,26 @@ class LlamaAttention(nn.Module):
         return self.o_proj(out)
 
 
-class LlamaMLP(nn.Module):
-    def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        part = Part(1, cfg.intermediate_size)
-        self.gate_up_proj = ColumnParallelLinear(cfg.hidden_size, [_split(part), _split(part)],
-                                                 bias=False, shard_ids=("gate", "up"))
-        self.down_proj = RowParallelLinear(cfg.intermediate_size, cfg.hidden_size, bias=False)
-
-    def forward(self, x):
-        return self.down_proj(silu_and_mul(self.gate_up_proj(x)))
-
-
-def _split(part: Part) -> Part:
-    """An intermediate dimension split evenly over TP ranks (one 'unit' per rank)."""
-    size = tp().size
-    return Part(size, part.unit // size)
+class LlamaMLP(GatedMLP):
+    def __init__(self, cfg: ModelConfig, intermediate_size: int | None = None):
+        super().__init__(cfg.hidden_size, intermediate_size or cfg.intermediate_size)
 
 
 class LlamaDecoderLayer(nn.Module):
-    def __init__(self, cfg: ModelConfig, rotary: RotaryEmbedding):
+    """Families built on Llama's layer swap in their attention class and their MLP (a MoE
+    block on sparse layers) under the name their checkpoints use."""
+    attention_cls = LlamaAttention
+    mlp_name = "mlp"
+
+    def __init__(self, cfg: ModelConfig, rotary: RotaryEmbedding, layer: int = 0):
         super().__init__()
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.norm_eps)
-        self.self_attn = LlamaAttention(cfg, rotary)
+        self.self_attn = self.attention_cls(cfg, rotary)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.norm_eps)
-        self.mlp = LlamaMLP(cfg)
+        setattr(self, self.mlp_name, self.make_mlp(cfg, layer))
+
+    def make_mlp(self, cfg: ModelConfig, layer: int) -> nn.Module:
+        return LlamaMLP(cfg)
 
     def forward(self, positions, hidden, residual, meta):
         if residual is None:
@@ -78,10 +73,11 @@ class LlamaDecoderLayer(nn.Module):
             hidden, residual = self.input_layernorm(hidden, residual)
         hidden = self.self_attn(positions, hidden, meta)
         hidden, residual = self.post_attention_layernorm(hidden, residual)
-        return self.mlp(hidden), residual
+        return getattr(self, self.mlp_name)(hidden), residual
 
 
 class LlamaForCausalLM(nn.Module):
+    layer_cls = LlamaDecoderLayer
     checkpoint_prefixes = ("model.",)
     packed_modules_mapping: ClassVar[dict] = {
         "q_proj": ("qkv_proj", "q"), "k_proj": ("qkv_proj", "k"), "v_proj": ("qkv_proj", "v"),
@@ -97,7 +93,7 @@ class LlamaForCausalLM(nn.Module):
             if is_first else None
         rotary = RotaryEmbedding(cfg.head_dim, cfg.max_position_embeddings, cfg.rope_theta,
                                  cfg.rope_scaling, cfg.partial_rotary_factor)
-        self.layers = nn.ModuleDict({str(i): LlamaDecoderLayer(cfg, rotary)
+        self.layers = nn.ModuleDict({str(i): self.layer_cls(cfg, rotary, i)
                                      for i in range(*layer_range)})
         if is_last:
             self.norm = RMSNorm(cfg.hidden_size, cfg.norm_eps)

@@ -5,12 +5,18 @@ A model declares:
 - `checkpoint_prefixes`: leading parts of checkpoint names to drop ("model.", "transformer.");
 - `packed_modules_mapping`: checkpoint sub-name -> (module sub-name, shard id), where a shard id
   says which logical matrix of a packed layer (q/k/v, gate/up) the tensor fills; None renames;
-- `tied_weights`: param name -> the checkpoint-side name it is read from when embeddings are tied.
+- `tied_weights`: param name -> the checkpoint-side name it is read from when embeddings are tied;
+- `expert_modules_mapping` (MoE): one expert's matrix name -> (stacked parameter, part), so
+  `...experts.<id>.<matrix>.weight` fills the stacked parameter with shard id (id, part).
 
 Tensors of layers that another pipeline stage owns map to no parameter and are never read.
 """
 
+import re
+
 from onenode.errors import ModelLoadError
+
+_EXPERT = re.compile(r"^(.*\.experts)\.(\d+)\.(\w+)\.weight$")
 
 
 def default_weight_loader(param, fetch, shard_id=None) -> None:
@@ -30,6 +36,9 @@ def param_targets(model, ckpt_name: str) -> list[tuple[str, object]]:
         if name.startswith(prefix):
             name = name[len(prefix):]
             break
+    expert = _expert_target(model, name)
+    if expert is not None:
+        return [expert]
     shard = None
     for key, (module, shard_id) in getattr(model, "packed_modules_mapping", {}).items():
         if key in name:
@@ -40,6 +49,21 @@ def param_targets(model, ckpt_name: str) -> list[tuple[str, object]]:
         if name == source:
             targets.append((tied, None))
     return targets
+
+
+def _expert_target(model, name: str):
+    """(stacked parameter name, (expert id, part)) for one routed expert's tensor; HF's own
+    stacked `experts.gate_up_proj` / `experts.down_proj` keep their names (shard None)."""
+    mapping = getattr(model, "expert_modules_mapping", None)
+    if not mapping:
+        return None
+    m = _EXPERT.match(name)
+    if m and m.group(3) in mapping:
+        param, part = mapping[m.group(3)]
+        return f"{m.group(1)}.{param}", (int(m.group(2)), part)
+    if name.endswith((".experts.gate_up_proj", ".experts.down_proj")):
+        return name, None
+    return None
 
 
 def load_model_weights(model, reader) -> None:

@@ -17,6 +17,14 @@ def _family_class(family: str):
         from engine.models.gpt2 import GPT2LMHeadModel as cls
     elif family == "opt":
         from engine.models.opt import OPTForCausalLM as cls
+    elif family == "qwen3":
+        from engine.models.qwen3 import Qwen3ForCausalLM as cls
+    elif family == "qwen3_moe":
+        from engine.models.qwen3_moe import Qwen3MoeForCausalLM as cls
+    elif family == "qwen2_moe":
+        from engine.models.qwen2_moe import Qwen2MoeForCausalLM as cls
+    elif family == "mixtral":
+        from engine.models.mixtral import MixtralForCausalLM as cls
     else:
         raise ModelLoadError(f"no implementation for model family {family!r}")
     return cls

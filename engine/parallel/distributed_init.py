@@ -14,8 +14,9 @@ IFNAME_VARS = ("GLOO_SOCKET_IFNAME", "NCCL_SOCKET_IFNAME")
 
 
 def init_distributed(rank: int, world_size: int, master_addr: str, master_port: int,
-                     tp: int, pp: int, device: str, timeout_s: float = 120.0) -> None:
-    """Join the world and create TP/PP groups. world_size 1 stays non-distributed."""
+                     tp: int, pp: int, device: str, timeout_s: float = 120.0,
+                     expert_parallel: bool = False) -> None:
+    """Join the world and create TP/PP(/EP) groups. world_size 1 stays non-distributed."""
     parallel_state.reset_groups()
     if world_size == 1:
         return
@@ -24,7 +25,7 @@ def init_distributed(rank: int, world_size: int, master_addr: str, master_port: 
     try:
         dist.init_process_group(backend, init_method=url, rank=rank, world_size=world_size,
                                 timeout=datetime.timedelta(seconds=timeout_s))
-        parallel_state.init_groups(tp, pp)
+        parallel_state.init_groups(tp, pp, expert_parallel)
     except Exception as exc:  # noqa: BLE001 - turned into one actionable line
         ifnames = ", ".join(f"{k}={os.environ.get(k, '<unset>')}" for k in IFNAME_VARS)
         raise ClusterError(

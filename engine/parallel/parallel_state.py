@@ -1,7 +1,10 @@
-"""Process groups for tensor and pipeline parallelism and the few collectives the model uses.
+"""Process groups for tensor, pipeline and expert parallelism and the few collectives the model
+uses.
 
 Layers ask `tp()` for their rank and size and call `tp_all_reduce` / `tp_all_gather`; with no
 distributed init (world size 1) these are identities, so the same modules run unsharded.
+`ep()` is the group a MoE layer splits whole experts over: the stage's TP group with
+--enable-expert-parallel (data-parallel replicas would widen it), else size 1.
 """
 
 import collections
@@ -21,6 +24,7 @@ class GroupInfo:
 
 _TP = GroupInfo()
 _PP = GroupInfo()
+_EP = GroupInfo()
 # In-flight pipeline sends (work handle, tensor); see pp_send.
 _PENDING_SENDS: collections.deque = collections.deque()
 # Micro-batches whose activations a stage may hold for a slow next stage (the engine keeps one
@@ -36,12 +40,16 @@ def pp() -> GroupInfo:
     return _PP
 
 
-def init_groups(tp_size: int, pp_size: int) -> None:
+def ep() -> GroupInfo:
+    return _EP
+
+
+def init_groups(tp_size: int, pp_size: int, expert_parallel: bool = False) -> None:
     """Create TP and PP groups after dist.init_process_group; every rank must call it (new_group
-    is collective), in the same order."""
+    is collective), in the same order. With `expert_parallel` the EP group is the TP group."""
     from engine.parallel.rank_grid import pp_group_ranks, tp_group_ranks
 
-    global _TP, _PP
+    global _TP, _PP, _EP
     rank = dist.get_rank()
     for ranks in tp_group_ranks(tp_size, pp_size):
         group = dist.new_group(ranks) if tp_size > 1 else None
@@ -50,11 +58,12 @@ def init_groups(tp_size: int, pp_size: int) -> None:
     for ranks in pp_group_ranks(tp_size, pp_size):
         if rank in ranks:
             _PP = GroupInfo(ranks.index(rank), pp_size, None, tuple(ranks))
+    _EP = _TP if expert_parallel else GroupInfo()
 
 
 def reset_groups() -> None:
-    global _TP, _PP
-    _TP, _PP = GroupInfo(), GroupInfo()
+    global _TP, _PP, _EP
+    _TP, _PP, _EP = GroupInfo(), GroupInfo(), GroupInfo()
     _PENDING_SENDS.clear()  # never wait here: the receiving stage may be gone
 
 
@@ -62,6 +71,14 @@ def tp_all_reduce(x: torch.Tensor) -> torch.Tensor:
     if _TP.size == 1:
         return x
     dist.all_reduce(x, group=_TP.group)
+    return x
+
+
+def all_reduce(x: torch.Tensor, group: GroupInfo) -> torch.Tensor:
+    """Sum `x` over `group` in place (identity for a group of one)."""
+    if group.size == 1:
+        return x
+    dist.all_reduce(x, group=group.group)
     return x
 
 

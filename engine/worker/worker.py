@@ -10,6 +10,7 @@ import socket
 import torch
 
 from engine.config import EngineConfig
+from engine.layers.fused_moe import expert_load, reset_expert_load
 from engine.parallel import parallel_state as ps
 from engine.parallel.distributed_init import (
     destroy_distributed,
@@ -41,7 +42,8 @@ class Worker:
         torch.manual_seed(self.config.seed)
         cfg = self.config
         init_distributed(self.rank, cfg.world_size, *self.master, cfg.tensor_parallel_size,
-                         cfg.pipeline_parallel_size, device)
+                         cfg.pipeline_parallel_size, device,
+                         expert_parallel=cfg.enable_expert_parallel)
         self.runner = ModelRunner(cfg, self.partition, device)
 
     def load_model(self, source=None) -> None:
@@ -57,6 +59,12 @@ class Worker:
 
     def init_cache(self, num_blocks: int) -> None:
         self.runner.init_cache(num_blocks)
+        reset_expert_load(self.runner.model)  # warm-up tokens are not load
+
+    def expert_load(self) -> tuple[int, int]:
+        """(this rank's place in its stage's EP/TP group, (token, expert) pairs its experts
+        computed since start-up)."""
+        return ps.tp().rank, expert_load(self.runner.model)
 
     def execute_model(self, out):
         pp = ps.pp()

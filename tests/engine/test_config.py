@@ -91,3 +91,28 @@ def test_learned_positions_are_never_exceeded(monkeypatch):
 def test_unsupported_architecture_names_the_supported_list():
     with pytest.raises(ModelLoadError, match="unsupported architecture.*Phi3ForCausalLM"):
         model_config_from_hf({"architectures": ["FalconForCausalLM"], "model_type": "falcon"})
+
+
+def _moe(**kw) -> dict:
+    return {"architectures": ["Qwen3MoeForCausalLM"], "hidden_size": 64, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 128,
+            "vocab_size": 512, "num_experts": 6, "num_experts_per_tok": 2,
+            "moe_intermediate_size": 24, **kw}
+
+
+def test_expert_parallel_needs_a_moe_model_and_divisible_experts():
+    dense = model_config_from_hf(_moe(num_experts=0))
+    with pytest.raises(ConfigError, match="is dense; drop --enable-expert-parallel"):
+        EngineConfig(model="m", enable_expert_parallel=True).validate_against(dense)
+    moe = model_config_from_hf(_moe())
+    with pytest.raises(ConfigError, match="6 experts cannot be split evenly"):
+        EngineConfig(model="m", tensor_parallel_size=4,
+                     enable_expert_parallel=True).validate_against(moe)
+    EngineConfig(model="m", tensor_parallel_size=2, enable_expert_parallel=True
+                 ).validate_against(moe)
+
+
+def test_sliced_experts_need_a_divisible_intermediate_size():
+    moe = model_config_from_hf(_moe(moe_intermediate_size=30))
+    with pytest.raises(ConfigError, match="or add --enable-expert-parallel"):
+        EngineConfig(model="m", tensor_parallel_size=4).validate_against(moe)

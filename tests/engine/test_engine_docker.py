@@ -15,7 +15,7 @@ import pytest
 
 from cluster import backend
 from tests.engine.oracle import hf_greedy, make_prompts
-from tests.engine.tiny_models import make_llama
+from tests.engine.tiny_models import make_llama, make_qwen3_moe
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 SCRIPTS = Path(__file__).parent / "docker_scripts"
@@ -51,6 +51,21 @@ def test_tiny_tp2_pp2_across_containers_equals_hf(docker_cluster, cluster_hf_hom
     res = run_in_head(docker_cluster, cluster_hf_home, f"{HF}/models/tiny-llama", "2", "2",
                       json.dumps(prompts), "10")
     assert res["ips"][0] == res["ips"][1] != res["ips"][2] == res["ips"][3]  # TP groups per node
+    assert res["tokens"] == hf_greedy(path, prompts, 10)
+
+
+@pytest.mark.parametrize("tp,pp,ep", [(3, 1, True), (1, 3, False)], ids=["ep3", "pp3"])
+def test_qwen3_moe_across_containers_equals_hf(docker_cluster, cluster_hf_home, tp, pp, ep):
+    """EP=3 in one stage (two whole experts per node) and PP=3 (one layer per node)."""
+    path = make_qwen3_moe(cluster_hf_home / "models" / "tiny-qwen3-moe", num_attention_heads=3,
+                          num_key_value_heads=1, num_experts=6)
+    for p in path.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    prompts = make_prompts(path, lengths=(6, 21))
+    args = ["--enable-expert-parallel"] if ep else []
+    res = run_in_head(docker_cluster, cluster_hf_home, f"{HF}/models/tiny-qwen3-moe", str(tp),
+                      str(pp), json.dumps(prompts), "10", *args)
+    assert len(set(res["ips"])) == 3
     assert res["tokens"] == hf_greedy(path, prompts, 10)
 
 

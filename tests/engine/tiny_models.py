@@ -138,7 +138,64 @@ def make_opt(path: Path, num_layers: int = 2) -> Path:
     return path
 
 
-BUILDERS = {"llama": make_llama, "qwen2": make_qwen2, "gpt2": make_gpt2, "opt": make_opt}
+# MoE shapes: hidden 64, 8 experts of intermediate 32, top-2; 4 query heads over 2 KV heads so
+# TP (= EP) of 4 still splits attention. Random init gives no exactly tied router scores; seeds
+# and init widths are picked so that no two bf16 logits the greedy path compares tie.
+_MOE = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=False,
+            num_experts_per_tok=2)
+
+
+def make_mixtral(path: Path, num_layers: int = 2, seed: int = 4) -> Path:
+    from transformers import MixtralConfig, MixtralForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = MixtralConfig(**{**_MOE, "intermediate_size": 32}, num_hidden_layers=num_layers,
+                        num_local_experts=8, initializer_range=0.08)
+    _save(MixtralForCausalLM(cfg), path)
+    return path
+
+
+def make_qwen3_moe(path: Path, num_layers: int = 3, seed: int = 5, **kw) -> Path:
+    """Layer 1 is dense (mlp_only_layers), so sparse and dense layers mix."""
+    from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+
+    torch.manual_seed(seed)
+    args = dict(_MOE, num_hidden_layers=num_layers, num_experts=8, moe_intermediate_size=32,
+                head_dim=16, norm_topk_prob=True, mlp_only_layers=[1])
+    cfg = Qwen3MoeConfig(**{**args, **kw})
+    _save(Qwen3MoeForCausalLM(cfg), path)
+    return path
+
+
+def make_qwen2_moe(path: Path, num_layers: int = 2, seed: int = 6) -> Path:
+    """Shared expert with its sigmoid gate; norm_topk_prob off (Qwen1.5-MoE's setting)."""
+    from transformers import Qwen2MoeConfig, Qwen2MoeForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = Qwen2MoeConfig(**_MOE, num_hidden_layers=num_layers, num_experts=8,
+                         moe_intermediate_size=32, shared_expert_intermediate_size=48,
+                         norm_topk_prob=False)
+    _save(Qwen2MoeForCausalLM(cfg), path)
+    return path
+
+
+def make_qwen3(path: Path, num_layers: int = 2, seed: int = 7) -> Path:
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = Qwen3Config(vocab_size=VOCAB, hidden_size=64, intermediate_size=128,
+                      num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
+                      head_dim=32, max_position_embeddings=256, tie_word_embeddings=True)
+    _save(Qwen3ForCausalLM(cfg), path)
+    return path
+
+
+BUILDERS = {"llama": make_llama, "qwen2": make_qwen2, "gpt2": make_gpt2, "opt": make_opt,
+            "mixtral": make_mixtral, "qwen3_moe": make_qwen3_moe, "qwen2_moe": make_qwen2_moe,
+            "qwen3": make_qwen3}
+
+
 # Rope scaling that changes the answer past a short original context (tests/engine/
 # test_rope_oracle.py): prompts of a few hundred tokens cross it.
 LONG_CONTEXT_BUILDERS = {"phi3-longrope": make_phi3, "qwen2-yarn": make_qwen2_yarn,

@@ -11,7 +11,8 @@ prompts = json.loads(sys.argv[4])
 sp = SamplingParams(temperature=0, max_tokens=int(sys.argv[5]), ignore_eos=True)
 kw = dict(kv_cache_space_gib=0.25, max_model_len=1024, dtype="float32")
 llm = LLM(model, tensor_parallel_size=tp, pipeline_parallel_size=pp,
-          distributed_executor_backend="ray", **kw)
+          distributed_executor_backend="ray",
+          enable_expert_parallel="--enable-expert-parallel" in sys.argv, **kw)
 ips = [info["ray_ip"] for info in llm.engine.executor.node_infos]
 tokens = [o.outputs[0].token_ids for o in llm.generate(prompts, sp, use_tqdm=False)]
 llm.shutdown()
