@@ -68,6 +68,7 @@ class ModelConfig:
     qk_nope_head_dim: int = 0
     qk_rope_head_dim: int = 0
     v_head_dim: int = 0
+    rope_interleave: bool = False  # MLA: rope dims paired (0, 1), (2, 3)... (HF's default for it)
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -155,8 +156,19 @@ def moe_fields(cfg: dict) -> dict:
         out.update(q_lora_rank=cfg.get("q_lora_rank"), kv_lora_rank=int(cfg["kv_lora_rank"]),
                    qk_nope_head_dim=int(cfg["qk_nope_head_dim"]),
                    qk_rope_head_dim=int(cfg["qk_rope_head_dim"]),
-                   v_head_dim=int(cfg["v_head_dim"]))
+                   v_head_dim=int(cfg["v_head_dim"]),
+                   rope_interleave=bool(cfg.get("rope_interleave", True)))
     return out
+
+
+def rope_fields(cfg: dict) -> dict:
+    """rope_theta and rope_scaling from either config.json format: transformers 5 writes one
+    `rope_parameters` dict (theta inside, rope_type "default" when unscaled), older releases a
+    top-level `rope_theta` beside `rope_scaling`."""
+    params = cfg.get("rope_parameters") or cfg.get("rope_scaling") or {}
+    kind = params.get("rope_type") or params.get("type") or "default"
+    return dict(rope_theta=cfg.get("rope_theta") or params.get("rope_theta") or 10000.0,
+                rope_scaling=None if kind == "default" else params)
 
 
 def _llama(arch: str, cfg: dict, family: str = "llama") -> ModelConfig:
@@ -172,8 +184,7 @@ def _llama(arch: str, cfg: dict, family: str = "llama") -> ModelConfig:
         head_dim=cfg.get("head_dim") or hidden // heads,
         intermediate_size=cfg["intermediate_size"], vocab_size=cfg["vocab_size"],
         max_position_embeddings=cfg.get("max_position_embeddings", 2048),
-        norm_eps=cfg.get("rms_norm_eps", 1e-6), rope_theta=cfg.get("rope_theta", 10000.0),
-        rope_scaling=cfg.get("rope_scaling"),
+        norm_eps=cfg.get("rms_norm_eps", 1e-6), **rope_fields(cfg),
         tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
         attention_bias=bool(cfg.get("attention_bias", False))
         or arch in ("Qwen2ForCausalLM", "Qwen2MoeForCausalLM"),

@@ -15,6 +15,8 @@ def _family_class(family: str):
         from engine.models.gpt2 import GPT2LMHeadModel as cls
     elif family == "opt":
         from engine.models.opt import OPTForCausalLM as cls
+    elif family == "deepseek_v3":
+        from engine.models.deepseek_v3 import DeepseekV3ForCausalLM as cls
     else:
         raise ModelLoadError(f"no implementation for model family {family!r}")
     return cls

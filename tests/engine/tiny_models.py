@@ -94,4 +94,30 @@ def make_opt(path: Path, num_layers: int = 2) -> Path:
     return path
 
 
+# YaRN as DeepSeek-V3 configures it, stretched 4x from 32 positions; mscale != mscale_all_dim
+# so both the cos/sin attention factor and the softmax mscale differ from 1.
+DEEPSEEK_YARN = {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0,
+                 "original_max_position_embeddings": 32, "beta_fast": 32, "beta_slow": 1,
+                 "mscale": 1.0, "mscale_all_dim": 0.7}
+
+
+def make_deepseek_v3(path: Path, num_layers: int = 2, q_lora_rank: int | None = 32,
+                     yarn: bool = False, **kw) -> Path:
+    """MLA with every layer dense (first_k_dense_replace = num_layers); 128 positions, so
+    prompts pass YaRN's original 32. Weights 10x HF's default spread: at 0.02 attention barely
+    moves the logits of so small a model, and greedy tokens would not see the rope at all."""
+    from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
+
+    torch.manual_seed(4)
+    cfg = DeepseekV3Config(
+        vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=num_layers,
+        num_attention_heads=4, num_key_value_heads=4, q_lora_rank=q_lora_rank, kv_lora_rank=16,
+        qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16, max_position_embeddings=128,
+        first_k_dense_replace=num_layers, n_routed_experts=4, num_experts_per_tok=2, n_group=1,
+        topk_group=1, moe_intermediate_size=32, bos_token_id=1, eos_token_id=2,
+        rope_parameters=dict(DEEPSEEK_YARN) if yarn else None, initializer_range=0.2, **kw)
+    _save(DeepseekV3ForCausalLM(cfg), path)
+    return path
+
+
 BUILDERS = {"llama": make_llama, "qwen2": make_qwen2, "gpt2": make_gpt2, "opt": make_opt}
