@@ -3,8 +3,8 @@
 Per token the cache holds one row of kv_lora_rank + qk_rope_head_dim numbers: the normalized
 KV latent c and the rotated rope key k_pe that all heads share. No per-head K or V is stored:
 one tensor per layer, [num_blocks, block_size, kv_lora_rank + qk_rope_head_dim], the same on
-every TP rank (each rank reads it for its own heads). That is (512 + 64) numbers a token for
-DeepSeek-V3 instead of 2 x 128 heads x 128 for plain multi-head attention: 57x less.
+every TP rank (each rank reads it for its own heads). For DeepSeek-V3 that is 512 + 64 numbers
+a token and layer, where 128 heads of K (192) and V (128) would take 40960: 71x less.
 
 Attention runs in the absorbed form (DeepSeek-V2, appendix C). With kv_b_proj's per-head blocks
 W_UK_i (keys) and W_UV_i (values), the score of head i for cached token j is

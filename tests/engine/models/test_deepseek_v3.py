@@ -1,0 +1,139 @@
+"""DeepSeek-V3 with multi-head latent attention: greedy tokens equal HF transformers in fp32 (uni,
+TP=2, PP=2 over gloo), with and without a q latent and YaRN, prompts crossing 16-token blocks;
+deliberate bugs in the rope or the YaRN scale break the equality; the cache holds latents only."""
+
+import pytest
+import torch
+
+from engine import LLM, SamplingParams
+from engine.core import kv_blocks
+from tests.engine.oracle import hf_greedy, make_prompts
+from tests.engine.tiny_models import make_deepseek_v3
+
+NEW = 10
+LENGTHS = (3, 17, 40, 9)  # up to 50 positions with the new tokens: past YaRN's original 32
+VARIANTS = {"q_lora": {}, "q_lora_yarn": {"yarn": True},
+            "no_q_lora_yarn": {"yarn": True, "q_lora_rank": None}}
+
+
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
+def variant(request, tmp_path_factory):
+    path = make_deepseek_v3(tmp_path_factory.mktemp(request.param), **VARIANTS[request.param])
+    prompts = make_prompts(path, LENGTHS)
+    return request.param, path, prompts, hf_greedy(path, prompts, NEW)
+
+
+@pytest.fixture(scope="module")
+def yarn_model(tmp_path_factory):
+    path = make_deepseek_v3(tmp_path_factory.mktemp("ds_yarn"), yarn=True)
+    prompts = make_prompts(path, LENGTHS)
+    return path, prompts, hf_greedy(path, prompts, NEW)
+
+
+def run(path, prompts, **kw):
+    llm = LLM(str(path), kv_cache_space_gib=0.05, dtype="float32", **kw)
+    try:
+        outs = llm.generate(prompts, SamplingParams(temperature=0, max_tokens=NEW,
+                                                    ignore_eos=True), use_tqdm=False)
+        return [o.outputs[0].token_ids for o in outs], llm.engine
+    finally:
+        llm.shutdown()
+
+
+def test_uni_matches_hf(variant):
+    _, path, prompts, ref = variant
+    tokens, _ = run(path, prompts)
+    assert tokens == ref
+
+
+@pytest.mark.parametrize("tp,pp", [(2, 1), (1, 2)])
+def test_tp_and_pp_match_hf(yarn_model, tp, pp):
+    path, prompts, ref = yarn_model
+    tokens, _ = run(path, prompts, tensor_parallel_size=tp, pipeline_parallel_size=pp,
+                    distributed_executor_backend="mp")
+    assert tokens == ref
+
+
+def test_tp2_without_q_latent_matches_hf(tmp_path):
+    """q_proj split by head shares one GEMM with the replicated kv_a_proj_with_mqa."""
+    path = make_deepseek_v3(tmp_path, q_lora_rank=None, rope_interleave=False)
+    prompts = make_prompts(path, (21, 6))
+    tokens, _ = run(path, prompts, tensor_parallel_size=2, distributed_executor_backend="mp")
+    assert tokens == hf_greedy(path, prompts, NEW)
+
+
+def test_cached_prefix_chunks_and_pytorch_fallback_match_hf(yarn_model, monkeypatch):
+    """Prefill that reads earlier tokens from the latent cache (prefix hits, 16-token chunks),
+    with the C++ kernels off."""
+    from engine.kernels import build
+
+    path, prompts, _ = yarn_model
+    monkeypatch.setattr(build, "_loaded", False)
+    monkeypatch.setenv("ONENODE_CPU_KERNELS", "0")
+    shared = [prompts[2] + [7 + i] for i in range(3)]
+    llm = LLM(str(path), kv_cache_space_gib=0.05, dtype="float32", max_num_batched_tokens=16)
+    try:
+        params = SamplingParams(temperature=0, max_tokens=NEW, ignore_eos=True)
+        llm.generate(shared[:1], params, use_tqdm=False)
+        outs = llm.generate(shared[1:], params, use_tqdm=False)
+        assert llm.engine.block_manager.prefix_cache_hits >= 2 * 32
+    finally:
+        llm.shutdown()
+    assert [o.outputs[0].token_ids for o in outs] == hf_greedy(path, shared[1:], NEW)
+
+
+def _rotate_all_but_k_pe(monkeypatch):
+    from engine.layers.yarn_rotary import YarnRotaryEmbedding
+
+    rotate = YarnRotaryEmbedding.forward
+    monkeypatch.setattr(YarnRotaryEmbedding, "forward", lambda self, pos, x: torch.cat(
+        (rotate(self, pos, x[:, :-1]), x[:, -1:]), dim=1))  # k_pe is the last "head"
+
+
+BUGS = {
+    "k_pe_not_rotated": _rotate_all_but_k_pe,
+    "yarn_mscale_off": lambda mp: mp.setattr("engine.models.deepseek_v3.softmax_mscale",
+                                             lambda *a: 1.0),
+    "rope_pairs_not_interleaved": lambda mp: mp.setattr(
+        "engine.models.deepseek_v3._deinterleave", lambda x: x),
+}
+
+
+@pytest.mark.parametrize("bug", sorted(BUGS))
+def test_deliberate_bug_breaks_equality(yarn_model, monkeypatch, bug):
+    path, prompts, ref = yarn_model
+    BUGS[bug](monkeypatch)
+    tokens, _ = run(path, prompts)
+    assert tokens != ref
+
+
+def test_cache_holds_latents_so_more_blocks_fit(yarn_model):
+    path, _, _ = yarn_model
+    llm = LLM(str(path), kv_cache_space_gib=0.05, dtype="float32")
+    try:
+        engine = llm.engine
+        caches = [a.cache for a in engine.executor.worker.runner.model.attention_layers()]
+        latent = kv_blocks.bytes_per_block(engine.model_config, 16, 4)
+    finally:
+        llm.shutdown()
+    assert latent == (16 + 8) * 4 * 16 * 2
+    assert engine.num_blocks == kv_blocks.num_kv_blocks(0.05 * kv_blocks.GiB, latent)
+    assert [tuple(c.shape) for c in caches] == [(engine.num_blocks, 16, 24)] * 2
+    # Full K (24) and V (16) for 4 heads would be 160 numbers a token and layer, not 24.
+    mha = 4 * (24 + 16) * 4 * 16 * 2
+    assert engine.num_blocks > 6 * kv_blocks.num_kv_blocks(0.05 * kv_blocks.GiB, mha)
+
+
+def test_routed_expert_layers_are_refused_in_one_line(tmp_path):
+    import json
+
+    from engine.model_config import model_config_from_hf
+    from engine.models.registry import build_model
+    from onenode.errors import ModelLoadError
+
+    path = make_deepseek_v3(tmp_path)
+    hf = json.loads((path / "config.json").read_text())
+    cfg = model_config_from_hf({**hf, "first_k_dense_replace": 1})
+    with pytest.raises(ModelLoadError, match="layer 1 has routed experts") as err:
+        build_model(cfg, (0, 2), True, True, torch.float32, "cpu")
+    assert "\n" not in str(err.value)
