@@ -54,6 +54,15 @@ def test_tp_and_pp_match_hf(yarn_model, tp, pp):
     assert tokens == ref
 
 
+@pytest.mark.gpu
+def test_cuda_matches_hf_on_cuda(yarn_model):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    path, prompts, _ = yarn_model
+    tokens, _ = run(path, prompts, device="cuda", gpu_memory_utilization=0.3)
+    assert tokens == hf_greedy(path, prompts, NEW, device="cuda")
+
+
 def test_tp2_without_q_latent_matches_hf(tmp_path):
     """q_proj split by head shares one GEMM with the replicated kv_a_proj_with_mqa."""
     path = make_deepseek_v3(tmp_path, q_lora_rank=None, rope_interleave=False)
