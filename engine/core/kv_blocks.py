@@ -22,10 +22,10 @@ def kv_heads_per_rank(num_kv_heads: int, tp: int) -> int:
     return max(1, num_kv_heads // tp)
 
 
-def bytes_per_token_layer(model: ModelConfig, dtype_bytes: int, tp: int = 1) -> int:
-    """Cache bytes one token takes in one layer on one rank. Multi-head latent attention
-    (kv_lora_rank > 0) caches the compressed latent and the shared rope key, whole on every TP
-    rank (engine/layers/mla_attention.py); other models cache K and V for this rank's KV heads."""
+def kv_bytes_per_token_layer(model: ModelConfig, tp: int, dtype_bytes: int) -> int:
+    """KV-cache bytes one token takes in one layer on one TP rank. MLA (DeepSeek-V2/V3) caches
+    the compressed latent plus the shared rope key (kv_lora_rank + qk_rope_head_dim), whole on
+    every TP rank as vLLM does; other models cache K and V of this rank's KV heads."""
     if model.kv_lora_rank:
         return (model.kv_lora_rank + model.qk_rope_head_dim) * dtype_bytes
     return 2 * kv_heads_per_rank(model.num_kv_heads, tp) * model.head_dim * dtype_bytes
@@ -36,7 +36,7 @@ def bytes_per_block(model: ModelConfig, block_size: int, dtype_bytes: int, tp: i
     """Bytes one KV block takes on the busiest rank: `block_size` tokens across the layers of
     the largest pipeline stage."""
     layers = max(pp_partition or pp_layer_partition(model.num_layers, pp))
-    return bytes_per_token_layer(model, dtype_bytes, tp) * block_size * layers
+    return kv_bytes_per_token_layer(model, tp, dtype_bytes) * block_size * layers
 
 
 def num_kv_blocks(available_bytes: float, block_bytes: int) -> int:

@@ -28,6 +28,20 @@ def test_bytes_per_block_by_hand():
         2 * 2 * 16 * 2 * 8 * 5
 
 
+def test_mla_caches_the_latent_whole_on_every_tp_rank():
+    """DeepSeek's MLA: kv_lora_rank + qk_rope_head_dim per token per layer, not K and V of 128
+    heads; vLLM keeps the latent whole on each TP rank, so TP does not shrink it."""
+    mla = model_config_from_hf({
+        "architectures": ["DeepseekV3ForCausalLM"], "hidden_size": 7168,
+        "intermediate_size": 18432, "num_hidden_layers": 61, "num_attention_heads": 128,
+        "kv_lora_rank": 512, "qk_rope_head_dim": 64, "qk_nope_head_dim": 128,
+        "v_head_dim": 128, "q_lora_rank": 1536, "vocab_size": 129280})
+    for tp in (1, 8, 32):
+        assert kv_blocks.kv_bytes_per_token_layer(mla, tp, 2) == (512 + 64) * 2
+    assert kv_blocks.bytes_per_block(mla, 16, 2, tp=8, pp=4) == 576 * 2 * 16 * 16
+    assert kv_blocks.kv_bytes_per_token_layer(MODEL, 2, 4) == 2 * 1 * 16 * 4
+
+
 def test_num_blocks_floors_and_never_goes_negative():
     assert kv_blocks.num_kv_blocks(10_000, 3000) == 3
     assert kv_blocks.num_kv_blocks(-5.0, 3000) == 0
@@ -59,31 +73,3 @@ def test_check_blocks_names_the_knob(device, knob):
 
 def test_max_concurrency():
     assert kv_blocks.max_concurrency(1000, 16, 4000) == 4.0
-
-
-MLA = model_config_from_hf({
-    "architectures": ["DeepseekV3ForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
-    "num_hidden_layers": 6, "num_attention_heads": 4, "num_key_value_heads": 4,
-    "vocab_size": 256, "max_position_embeddings": 512, "kv_lora_rank": 16, "q_lora_rank": 32,
-    "qk_nope_head_dim": 16, "qk_rope_head_dim": 8, "v_head_dim": 16, "head_dim": 8})
-
-
-def test_mla_block_holds_the_latent_and_rope_key_only():
-    # (16 latent + 8 rope) x 4 bytes x 16 tokens x 6 layers: no K/V per head, no factor 2
-    assert kv_blocks.bytes_per_block(MLA, 16, 4) == (16 + 8) * 4 * 16 * 6
-    # Every TP rank caches the whole latent (its heads all read it): TP does not shrink it.
-    assert kv_blocks.bytes_per_block(MLA, 16, 4, tp=4) == (16 + 8) * 4 * 16 * 6
-    assert kv_blocks.bytes_per_block(MLA, 16, 2, pp=2, pp_partition=[4, 2]) == \
-        (16 + 8) * 2 * 16 * 4
-
-
-def test_mla_cache_of_deepseek_v3_is_a_576_number_row():
-    """DeepSeek-V3's published shapes: (512 + 64) numbers a token and layer, where 128 heads of
-    K (192) and V (128) would take 40960 (71x more)."""
-    v3 = model_config_from_hf({
-        "architectures": ["DeepseekV3ForCausalLM"], "hidden_size": 7168,
-        "intermediate_size": 18432, "num_hidden_layers": 61, "num_attention_heads": 128,
-        "num_key_value_heads": 128, "vocab_size": 129280, "max_position_embeddings": 163840,
-        "kv_lora_rank": 512, "q_lora_rank": 1536, "qk_nope_head_dim": 128,
-        "qk_rope_head_dim": 64, "v_head_dim": 128})
-    assert kv_blocks.bytes_per_token_layer(v3, 2) == (512 + 64) * 2
