@@ -48,6 +48,7 @@ class ModelConfig:
     word_embed_proj_dim: int | None = None
     do_layer_norm_before: bool = True
     qk_norm: bool = False  # Qwen3: RMSNorm on each query and key head before rope
+    rope_interleave: bool = False  # MLA: rope dims paired (0, 1), (2, 3)... (HF's default for it)
     # Mixture of experts (0 experts: a dense model). HF's names; normalized by moe_fields().
     num_experts: int = 0  # routed experts per MoE layer (num_local_experts, n_routed_experts)
     num_experts_per_tok: int = 0  # top-k
@@ -68,7 +69,6 @@ class ModelConfig:
     qk_nope_head_dim: int = 0
     qk_rope_head_dim: int = 0
     v_head_dim: int = 0
-    rope_interleave: bool = False  # MLA: rope dims paired (0, 1), (2, 3)... (HF's default for it)
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -153,22 +153,12 @@ def moe_fields(cfg: dict) -> dict:
                n_group=int(cfg.get("n_group") or 1), topk_group=int(cfg.get("topk_group") or 1),
                routed_scaling_factor=float(cfg.get("routed_scaling_factor") or 1.0))
     if cfg.get("kv_lora_rank"):
-        out.update(q_lora_rank=cfg.get("q_lora_rank"), kv_lora_rank=int(cfg["kv_lora_rank"]),
+        out.update(rope_interleave=bool(cfg.get("rope_interleave", True)),
+                   q_lora_rank=cfg.get("q_lora_rank"), kv_lora_rank=int(cfg["kv_lora_rank"]),
                    qk_nope_head_dim=int(cfg["qk_nope_head_dim"]),
                    qk_rope_head_dim=int(cfg["qk_rope_head_dim"]),
-                   v_head_dim=int(cfg["v_head_dim"]),
-                   rope_interleave=bool(cfg.get("rope_interleave", True)))
+                   v_head_dim=int(cfg["v_head_dim"]))
     return out
-
-
-def rope_fields(cfg: dict) -> dict:
-    """rope_theta and rope_scaling from either config.json format: transformers 5 writes one
-    `rope_parameters` dict (theta inside, rope_type "default" when unscaled), older releases a
-    top-level `rope_theta` beside `rope_scaling`."""
-    params = cfg.get("rope_parameters") or cfg.get("rope_scaling") or {}
-    kind = params.get("rope_type") or params.get("type") or "default"
-    return dict(rope_theta=cfg.get("rope_theta") or params.get("rope_theta") or 10000.0,
-                rope_scaling=None if kind == "default" else params)
 
 
 def _llama(arch: str, cfg: dict, family: str = "llama") -> ModelConfig:
@@ -184,7 +174,8 @@ def _llama(arch: str, cfg: dict, family: str = "llama") -> ModelConfig:
         head_dim=cfg.get("head_dim") or hidden // heads,
         intermediate_size=cfg["intermediate_size"], vocab_size=cfg["vocab_size"],
         max_position_embeddings=cfg.get("max_position_embeddings", 2048),
-        norm_eps=cfg.get("rms_norm_eps", 1e-6), **rope_fields(cfg),
+        norm_eps=cfg.get("rms_norm_eps", 1e-6), rope_theta=cfg.get("rope_theta", 10000.0),
+        rope_scaling=cfg.get("rope_scaling"),
         tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
         attention_bias=bool(cfg.get("attention_bias", False))
         or arch in ("Qwen2ForCausalLM", "Qwen2MoeForCausalLM"),

@@ -1,5 +1,6 @@
 """Tiny random HF checkpoints made offline with transformers configs (the oracle's inputs)."""
 
+import json
 from pathlib import Path
 
 import torch
@@ -117,7 +118,20 @@ def make_deepseek_v3(path: Path, num_layers: int = 2, q_lora_rank: int | None = 
         topk_group=1, moe_intermediate_size=32, bos_token_id=1, eos_token_id=2,
         rope_parameters=dict(DEEPSEEK_YARN) if yarn else None, initializer_range=0.2, **kw)
     _save(DeepseekV3ForCausalLM(cfg), path)
+    _published_rope_keys(path / "config.json")
     return path
+
+
+def _published_rope_keys(config_json: Path) -> None:
+    """Spell rope as DeepSeek's released config.json files do (top-level rope_theta, rope_scaling
+    with "type"), not as transformers 5 saves it (one rope_parameters dict)."""
+    cfg = json.loads(config_json.read_text())
+    params = cfg.pop("rope_parameters")
+    cfg["rope_theta"] = params.pop("rope_theta")
+    kind = params.pop("rope_type")
+    if kind != "default":
+        cfg["rope_scaling"] = {"type": kind, **params}
+    config_json.write_text(json.dumps(cfg, indent=2))
 
 
 BUILDERS = {"llama": make_llama, "qwen2": make_qwen2, "gpt2": make_gpt2, "opt": make_opt}

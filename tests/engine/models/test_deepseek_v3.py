@@ -162,23 +162,17 @@ def test_routed_expert_layers_are_refused_in_one_line(tmp_path):
     assert "\n" not in str(err.value)
 
 
-def test_both_config_formats_give_the_same_rope():
-    """transformers 5 writes `rope_parameters`; DeepSeek's published config.json has top-level
-    `rope_theta` and `rope_scaling` with "type"."""
+def test_published_config_keys_are_read():
+    """DeepSeek's released config.json: top-level rope_theta, rope_scaling with "type", and no
+    rope_interleave key (HF's default for the family: interleaved)."""
     from engine.model_config import model_config_from_hf
     from tests.engine.tiny_models import DEEPSEEK_YARN
 
-    base = {"architectures": ["DeepseekV3ForCausalLM"], "hidden_size": 64,
-            "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-            "vocab_size": 512, "kv_lora_rank": 16, "qk_nope_head_dim": 16,
-            "qk_rope_head_dim": 8, "v_head_dim": 16}
-    old_style = {k: v for k, v in DEEPSEEK_YARN.items() if k not in ("rope_type", "rope_theta")}
-    new = model_config_from_hf({**base, "rope_parameters": {**DEEPSEEK_YARN, "rope_theta": 5e4}})
-    old = model_config_from_hf({**base, "rope_theta": 5e4,
-                                "rope_scaling": {**old_style, "type": "yarn"}})
-    assert new.rope_theta == old.rope_theta == 5e4
-    for cfg in (new, old):
-        assert cfg.rope_scaling["factor"] == 4.0 and cfg.rope_interleave
-    plain = model_config_from_hf({**base, "rope_parameters": {"rope_type": "default",
-                                                              "rope_theta": 1e6}})
-    assert plain.rope_scaling is None and plain.rope_theta == 1e6
+    scaling = {k: v for k, v in DEEPSEEK_YARN.items() if k not in ("rope_type", "rope_theta")}
+    cfg = model_config_from_hf({
+        "architectures": ["DeepseekV3ForCausalLM"], "hidden_size": 64,
+        "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "vocab_size": 512, "kv_lora_rank": 16, "qk_nope_head_dim": 16, "qk_rope_head_dim": 8,
+        "v_head_dim": 16, "rope_theta": 5e4, "rope_scaling": {"type": "yarn", **scaling}})
+    assert cfg.rope_theta == 5e4 and cfg.rope_scaling["factor"] == 4.0
+    assert cfg.rope_interleave and cfg.q_lora_rank is None
