@@ -44,7 +44,8 @@ def test_cos_sin_past_the_original_length_equal_hf(scaling, dim, max_pos):
     x = torch.randn(len(positions), 1, dim)
     half = dim // 2
     ref = x * cos[0, :, None] + torch.cat((-x[..., half:], x[..., :half]), -1) * sin[0, :, None]
-    torch.testing.assert_close(ours(positions, x), ref, rtol=1e-6, atol=1e-6)
+    # An fp32 angle at position p is off by up to ~p x 2^-24 however it is computed.
+    torch.testing.assert_close(ours(positions, x), ref, rtol=1e-6, atol=1e-6 + max_pos * 1e-7)
 
 
 @pytest.mark.parametrize("scaling, dim, max_pos", CASES)
