@@ -147,17 +147,21 @@ def test_cache_holds_latents_so_more_blocks_fit(yarn_model):
     assert engine.num_blocks > 6 * kv_blocks.num_kv_blocks(0.05 * kv_blocks.GiB, mha)
 
 
-def test_routed_expert_layers_are_refused_in_one_line(tmp_path):
+@pytest.mark.parametrize("change, message", [
+    ({"first_k_dense_replace": 1}, "layer 1 has routed experts"),
+    ({"attention_bias": True}, "attention_bias=true is not supported"),
+    ({"rope_scaling": {"type": "dynamic", "factor": 2.0}}, "rope type 'dynamic'"),
+])
+def test_unsupported_configs_are_refused_in_one_line(tmp_path, change, message):
     import json
 
     from engine.model_config import model_config_from_hf
     from engine.models.registry import build_model
     from onenode.errors import ModelLoadError
 
-    path = make_deepseek_v3(tmp_path)
-    hf = json.loads((path / "config.json").read_text())
-    cfg = model_config_from_hf({**hf, "first_k_dense_replace": 1})
-    with pytest.raises(ModelLoadError, match="layer 1 has routed experts") as err:
+    hf = json.loads((make_deepseek_v3(tmp_path) / "config.json").read_text())
+    cfg = model_config_from_hf({**hf, **change})
+    with pytest.raises(ModelLoadError, match=message) as err:
         build_model(cfg, (0, 2), True, True, torch.float32, "cpu")
     assert "\n" not in str(err.value)
 
