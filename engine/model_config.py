@@ -50,6 +50,7 @@ class ModelConfig:
     word_embed_proj_dim: int | None = None
     do_layer_norm_before: bool = True
     qk_norm: bool = False  # Qwen3: RMSNorm on each query and key head before rope
+    rope_interleave: bool = False  # MLA: rope dims paired (0, 1), (2, 3)... (HF's default for it)
     # Mixture of experts (0 experts: a dense model). HF's names; normalized by moe_fields().
     num_experts: int = 0  # routed experts per MoE layer (num_local_experts, n_routed_experts)
     num_experts_per_tok: int = 0  # top-k
@@ -194,7 +195,8 @@ def moe_fields(cfg: dict) -> dict:
                n_group=int(cfg.get("n_group") or 1), topk_group=int(cfg.get("topk_group") or 1),
                routed_scaling_factor=float(cfg.get("routed_scaling_factor") or 1.0))
     if cfg.get("kv_lora_rank"):
-        out.update(q_lora_rank=cfg.get("q_lora_rank"), kv_lora_rank=int(cfg["kv_lora_rank"]),
+        out.update(rope_interleave=bool(cfg.get("rope_interleave", True)),
+                   q_lora_rank=cfg.get("q_lora_rank"), kv_lora_rank=int(cfg["kv_lora_rank"]),
                    qk_nope_head_dim=int(cfg["qk_nope_head_dim"]),
                    qk_rope_head_dim=int(cfg["qk_rope_head_dim"]),
                    v_head_dim=int(cfg["v_head_dim"]))

@@ -25,6 +25,8 @@ def _family_class(family: str):
         from engine.models.qwen2_moe import Qwen2MoeForCausalLM as cls
     elif family == "mixtral":
         from engine.models.mixtral import MixtralForCausalLM as cls
+    elif family == "deepseek_v3":
+        from engine.models.deepseek_v3 import DeepseekV3ForCausalLM as cls
     else:
         raise ModelLoadError(f"no implementation for model family {family!r}")
     return cls

@@ -1,5 +1,6 @@
 """Tiny random HF checkpoints made offline with transformers configs (the oracle's inputs)."""
 
+import json
 from pathlib import Path
 
 import torch
@@ -200,3 +201,55 @@ BUILDERS = {"llama": make_llama, "qwen2": make_qwen2, "gpt2": make_gpt2, "opt": 
 # test_rope_oracle.py): prompts of a few hundred tokens cross it.
 LONG_CONTEXT_BUILDERS = {"phi3-longrope": make_phi3, "qwen2-yarn": make_qwen2_yarn,
                          "llama-dynamic": make_llama_dynamic}
+
+
+# YaRN as DeepSeek-V3 configures it, stretched 4x from 32 positions; mscale != mscale_all_dim
+# so both the cos/sin attention factor and the softmax mscale differ from 1.
+DEEPSEEK_YARN = {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0,
+                 "original_max_position_embeddings": 32, "beta_fast": 32, "beta_slow": 1,
+                 "mscale": 1.0, "mscale_all_dim": 0.7}
+
+
+# DeepSeek-V3's routing at tiny scale: 8 experts in 4 groups, the best 2 groups kept, top-2,
+# sigmoid scores with a correction bias, scaled by 2.5, one shared expert; layer 0 dense.
+DEEPSEEK_MOE = dict(first_k_dense_replace=1, n_routed_experts=8, n_group=4, topk_group=2,
+                    num_experts_per_tok=2, n_shared_experts=1, routed_scaling_factor=2.5)
+
+
+def make_deepseek_v3(path: Path, num_layers: int = 2, q_lora_rank: int | None = 32,
+                     yarn: bool = False, moe: bool = False, **kw) -> Path:
+    """MLA, every layer dense unless `moe` (DEEPSEEK_MOE: routed experts from layer 1 on, with a
+    random correction bias, which HF initializes to zeros); 128 positions, so prompts pass YaRN's
+    original 32. Weights 10x HF's default spread: at 0.02 attention barely moves the logits of
+    so small a model, and greedy tokens would not see the rope at all."""
+    from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
+
+    torch.manual_seed(4)
+    routing = DEEPSEEK_MOE if moe else dict(first_k_dense_replace=num_layers, n_routed_experts=4,
+                                            num_experts_per_tok=2, n_group=1, topk_group=1)
+    cfg = DeepseekV3Config(
+        vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=num_layers,
+        num_attention_heads=4, num_key_value_heads=4, q_lora_rank=q_lora_rank, kv_lora_rank=16,
+        qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16, max_position_embeddings=128,
+        moe_intermediate_size=32, bos_token_id=1, eos_token_id=2,
+        rope_parameters=dict(DEEPSEEK_YARN) if yarn else None, initializer_range=0.2,
+        **{**routing, **kw})
+    model = DeepseekV3ForCausalLM(cfg)
+    for name, buf in model.named_buffers():
+        if name.endswith("e_score_correction_bias"):
+            buf.copy_(torch.rand_like(buf) * 0.2)
+    _save(model, path)
+    _published_rope_keys(path / "config.json")
+    return path
+
+
+def _published_rope_keys(config_json: Path) -> None:
+    """Spell rope as DeepSeek's released config.json files do (top-level rope_theta, rope_scaling
+    with "type"), not as transformers 5 saves it (one rope_parameters dict)."""
+    cfg = json.loads(config_json.read_text())
+    params = cfg.pop("rope_parameters")
+    cfg["rope_theta"] = params.pop("rope_theta")
+    kind = params.pop("rope_type")
+    if kind != "default":
+        cfg["rope_scaling"] = {"type": kind, **params}
+    config_json.write_text(json.dumps(cfg, indent=2))
