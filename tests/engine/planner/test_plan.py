@@ -52,7 +52,8 @@ def test_uneven_smollm2_on_two_gpus_is_pp2():
 
 def test_small_model_runs_on_one_gpu():
     plan = make_plan(request("Llama-3-8B", 1, 8, 80))
-    assert (plan.strategy, plan.gpus_used) == ("single", 1)
+    # One GPU per replica; the node's other 7 GPUs serve 7 more replicas.
+    assert (plan.strategy, plan.data_parallel_size, plan.gpus_used) == ("single", 8, 8)
     # bf16 KV: 2 x 8 KV heads x 128 x 2 bytes x 16 tokens x 32 layers = 2 MiB per block.
     assert plan.block_bytes == 2 << 20 and plan.num_cpu_blocks == 2048
     assert plan.max_model_len == 8192 and plan.max_num_batched_tokens == 8192
