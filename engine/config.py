@@ -33,6 +33,8 @@ class EngineConfig:
     data_parallel_backend: str = option(
         "mp", help="mp: the replicas' workers run on this node | ray: each replica in its own "
                    "Ray placement group, spread over the cluster's nodes")
+    # Which replica this engine is (set by the DP engines for each replica, never by users).
+    data_parallel_rank: int = option(0, range=(0, None), cli=False)
     distributed_executor_backend: str | None = option(
         None, help="uni | mp | ray (default: uni for one rank, mp when this node has enough "
                    "devices, else ray; ray starts a local Ray instance when there is no cluster)")
