@@ -1,0 +1,40 @@
+"""Data-parallel replicas: each one's EngineConfig, and starting all of them.
+
+A replica is a whole engine (scheduler, KV cache, its own workers in their own torch.distributed
+world with its own rendezvous port) running TP x PP; replicas share nothing but the tokenizer's
+files. On the mp backend each replica's ranks are worker processes on this node (a world of one
+rank too, so replicas compute in parallel); on ray each replica gets its own placement group.
+"""
+
+import dataclasses
+from concurrent.futures import ThreadPoolExecutor
+
+from engine.config import EngineConfig
+
+
+def replica_config(config: EngineConfig, rank: int) -> EngineConfig:
+    if config.data_parallel_backend == "ray":
+        backend = "ray"
+    else:
+        backend = config.distributed_executor_backend or "mp"
+    return dataclasses.replace(config, data_parallel_rank=rank,
+                               distributed_executor_backend=backend)
+
+
+def start_replicas(config: EngineConfig, build) -> list:
+    """`build(replica_config)` for every replica, at once (loading weights dominates start-up);
+    if one fails the others are shut down and the error is raised."""
+    configs = [replica_config(config, r) for r in range(config.data_parallel_size)]
+    with ThreadPoolExecutor(len(configs), thread_name_prefix="onenode-dp-start") as pool:
+        futures = [pool.submit(build, c) for c in configs]
+    built, error = [], None
+    for f in futures:
+        try:
+            built.append(f.result())
+        except BaseException as exc:  # noqa: BLE001 - re-raised below after cleanup
+            error = error or exc
+    if error is not None:
+        for engine in built:
+            engine.shutdown()
+        raise error
+    return built
