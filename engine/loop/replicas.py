@@ -38,3 +38,12 @@ def start_replicas(config: EngineConfig, build) -> list:
             engine.shutdown()
         raise error
     return built
+
+
+def expert_parallel_size(config: EngineConfig) -> int:
+    """The seam for expert parallelism (the MoE issue): experts will spread over the DP x TP
+    ranks where both land (vLLM's ep_size = dp x tp), so one ep() group of
+    engine/parallel/parallel_state.py then spans the replicas' TP ranks and the replicas stop
+    being independent worlds. Today each replica holds every expert and replicas share no
+    process group, so this count is only reported."""
+    return config.data_parallel_size * config.tensor_parallel_size
