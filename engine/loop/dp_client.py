@@ -137,9 +137,12 @@ class DataParallelClient:
     @property
     def stats(self) -> dict:
         per = [dict(engine.stats) for engine in self.replicas]
+        states = [replica_state(engine.health()) for engine in self.replicas]
+        for s, state in zip(per, states):
+            if state != "serving":  # its last snapshot's requests have moved on
+                s.update(num_running=0, num_waiting=0, kv_cache_usage=0.0)
         total = {k: sum(s.get(k, 0) for s in per) for k in _SUMMED}
         total["kv_cache_usage"] = sum(s.get("kv_cache_usage", 0.0) for s in per) / len(per)
-        states = [replica_state(engine.health()) for engine in self.replicas]
         total["replicas"] = [{**s, "state": st} for s, st in zip(per, states)]
         total["migrations_total"] = self.migrations_total
         return total
