@@ -22,10 +22,13 @@ def replica_config(config: EngineConfig, rank: int) -> EngineConfig:
 
 
 def start_replicas(config: EngineConfig, build) -> list:
-    """`build(replica_config)` for every replica, at once (loading weights dominates start-up);
+    """`build(replica_config)` for every replica, at once on mp (loading weights dominates);
     if one fails the others are shut down and the error is raised."""
     configs = [replica_config(config, r) for r in range(config.data_parallel_size)]
-    with ThreadPoolExecutor(len(configs), thread_name_prefix="onenode-dp-start") as pool:
+    # Ray replicas start one by one: one ray.init, and each placement sees the devices the
+    # previous replicas reserved.
+    parallel = 1 if config.data_parallel_backend == "ray" else len(configs)
+    with ThreadPoolExecutor(parallel, thread_name_prefix="onenode-dp-start") as pool:
         futures = [pool.submit(build, c) for c in configs]
     built, error = [], None
     for f in futures:
