@@ -109,8 +109,8 @@ class DataParallelClient:
         return any(self.router.in_rotation[r] for r in range(len(self.replicas)) if r != dead)
 
     def _any_live(self) -> int:
-        self._refresh()
-        live = [r for r, up in enumerate(self.router.in_rotation) if up]
+        # Called off the event loop (grammar compiles): reads the replicas, not the router.
+        live = [r for r, engine in enumerate(self.replicas) if engine.alive]
         if not live:
             raise EngineDeadError(self.health().message or "no replica is serving")
         return live[0]
