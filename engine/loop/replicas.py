@@ -22,15 +22,17 @@ def replica_config(config: EngineConfig, rank: int) -> EngineConfig:
 
 
 def start_replicas(config: EngineConfig, build) -> list:
-    """`build(replica_config)` for every replica, at once on mp (loading weights dominates);
-    if one fails the others are shut down and the error is raised."""
+    """`build(replica_config)` for every replica. The first starts alone: it performs the lazy
+    imports (transformers' are not thread-safe) and reports a bad config once; the others then
+    start at once on mp (loading weights dominates), one by one on ray (one ray.init, and each
+    placement sees the devices the previous replicas reserved). If one fails, the others are
+    shut down and the error is raised."""
     configs = [replica_config(config, r) for r in range(config.data_parallel_size)]
-    # Ray replicas start one by one: one ray.init, and each placement sees the devices the
-    # previous replicas reserved.
+    built = [build(configs[0])]
     parallel = 1 if config.data_parallel_backend == "ray" else len(configs)
     with ThreadPoolExecutor(parallel, thread_name_prefix="onenode-dp-start") as pool:
-        futures = [pool.submit(build, c) for c in configs]
-    built, error = [], None
+        futures = [pool.submit(build, c) for c in configs[1:]]
+    error = None
     for f in futures:
         try:
             built.append(f.result())
