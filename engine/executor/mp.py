@@ -60,7 +60,8 @@ class MpExecutor(Executor):
         for rank in range(self.world_size):
             parent, child = ctx.Pipe()
             kwargs = dict(config=config, rank=rank, partition=partition, master_addr=host,
-                          master_port=port, local_rank=rank, num_threads=threads)
+                          master_port=port, local_rank=self.device_offset + rank,
+                          num_threads=threads)
             proc = ctx.Process(target=_entry, args=(child, kwargs), daemon=True,
                                name=f"onenode-worker-{rank}")
             _start_without_main(proc)
