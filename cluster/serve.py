@@ -59,7 +59,9 @@ def set_serve_config(c, head: str, args: list[str], env: dict[str, str] | None =
 
 
 def parallel_sizes(serve_args: list[str]) -> int:
-    world, flags = 1, ("--tensor-parallel-size", "-tp", "--pipeline-parallel-size", "-pp")
+    """Devices the serve flags need: data x tensor x pipeline parallel sizes."""
+    world, flags = 1, ("--tensor-parallel-size", "-tp", "--pipeline-parallel-size", "-pp",
+                       "--data-parallel-size", "-dp")
     for i, a in enumerate(serve_args):
         key, _, val = a.partition("=")
         if key in flags:

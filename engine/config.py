@@ -15,6 +15,7 @@ from onenode.options import check_ranges, option
 BACKENDS = ("uni", "mp", "ray")
 # Opt-in to a max_model_len past the model's positions (vLLM's name is the alias).
 ALLOW_LONG_ENVS = ("ONENODE_ALLOW_LONG_MAX_MODEL_LEN", "VLLM_ALLOW_LONG_MAX_MODEL_LEN")
+DP_BACKENDS = ("mp", "ray")
 DTYPES = ("auto", "float32", "float16", "bfloat16", "fp32", "fp16", "bf16", "half", "float")
 
 
@@ -27,6 +28,15 @@ class EngineConfig:
                                        range=(1, None))
     pipeline_parallel_size: int = option(1, flags=("--pipeline-parallel-size", "-pp"),
                                          range=(1, None))
+    data_parallel_size: int = option(
+        1, flags=("--data-parallel-size", "-dp"), range=(1, None),
+        help="engine replicas, each with TP x PP devices, behind one API (router: prefix "
+             "affinity, then least load; requests on a dead replica resume on a live one)")
+    data_parallel_backend: str = option(
+        "mp", help="mp: the replicas' workers run on this node | ray: each replica in its own "
+                   "Ray placement group, spread over the cluster's nodes")
+    # Which replica this engine is (set by the DP engines for each replica, never by users).
+    data_parallel_rank: int = option(0, range=(0, None), cli=False)
     distributed_executor_backend: str | None = option(
         None, help="uni | mp | ray (default: uni for one rank, mp when this node has enough "
                    "devices, else ray; ray starts a local Ray instance when there is no cluster)")
@@ -75,6 +85,9 @@ class EngineConfig:
         need(self.distributed_executor_backend in (None, *BACKENDS),
              f"distributed_executor_backend={self.distributed_executor_backend!r}; "
              f"use one of {', '.join(BACKENDS)}")
+        need(self.data_parallel_backend in DP_BACKENDS,
+             f"data_parallel_backend={self.data_parallel_backend!r}; use mp (one node) or ray "
+             f"(replicas spread over the cluster's nodes)")
         need(self.dtype in DTYPES, f"dtype={self.dtype!r}; use one of {', '.join(DTYPES)}")
         need(self.block_size in (1, 2, 4, 8, 16, 32, 64, 128),
              f"block_size={self.block_size}; use a power of two from 1 to 128 (default 16)")
@@ -90,7 +103,13 @@ class EngineConfig:
 
     @property
     def world_size(self) -> int:
+        """Ranks of one replica (one torch.distributed world)."""
         return self.tensor_parallel_size * self.pipeline_parallel_size
+
+    @property
+    def num_devices(self) -> int:
+        """Devices of all replicas: DP x TP x PP."""
+        return self.data_parallel_size * self.world_size
 
     @property
     def partition_override(self) -> str | None:

@@ -30,7 +30,6 @@ UNSUPPORTED: dict[str, tuple[object, str]] = {
     "tokenizer_revision": (None, "pass a tokenizer directory with tokenizer=..."),
     "code_revision": (None, "onenode never runs code from a model repository"),
     "download_dir": (None, "onenode does not download; pass a local directory or set HF_HOME"),
-    "data_parallel_size": (1, "run one `onenode serve` per replica behind a load balancer"),
     "limit_mm_per_prompt": (None, "multimodal inputs are not supported yet"),
     "task": ("auto", "onenode only generates text; leave task='auto' (or 'generate')"),
     "runner": ("auto", "onenode only generates text; leave runner='auto' (or 'generate')"),

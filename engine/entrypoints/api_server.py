@@ -22,7 +22,7 @@ from engine import __version__
 from engine.config import EngineConfig
 from engine.loop.async_engine import AsyncEngine
 from engine.loop.engine_client import EngineClient
-from engine.entrypoints.errors import ApiError, error_response, install_error_handlers
+from engine.entrypoints.errors import ApiError, error_body, install_error_handlers
 from engine.entrypoints.limits import BodyLimit
 from engine.entrypoints.metrics import CONTENT_TYPE
 from engine.entrypoints.openai_protocol import (
@@ -98,10 +98,16 @@ def _open_routes(app: FastAPI, async_engine: EngineClient, serving: OpenAIServin
 
     @app.get("/health")
     async def health():
+        replicas = [{"replica": r.replica, "state": r.state, "restarts": r.restarts}
+                    for r in async_engine.health().replicas]
         if async_engine.alive:
-            return Response(status_code=200)
+            # Data parallel: 200 while any replica serves, with each one's state.
+            return {"state": "serving", "replicas": replicas} if replicas else \
+                Response(status_code=200)
         err = unavailable(async_engine)
-        return error_response(err.status, err.message, code=err.code, headers=err.headers)
+        extra = {"replicas": replicas} if replicas else {}
+        return JSONResponse({**error_body(err.status, err.message, code=err.code), **extra},
+                            status_code=err.status, headers=err.headers)
 
     @app.get("/metrics")
     async def metrics():
@@ -197,18 +203,25 @@ def run_server(engine_config: EngineConfig, server: ServerConfig | None = None) 
     _attach_filter(secrets_filter)
     # SIGTERM while the model loads must still run the cleanup below (workers are processes).
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    engine = LLMEngine(engine_config)
     box: dict = {}
-    async_engine = AsyncEngine(engine, rebuilder=EngineRebuilder(engine_config, engine.backend),
-                               recovery=server.recovery_config(),
-                               on_failed=lambda: _stop_failed(box))
+    if engine_config.data_parallel_size > 1:
+        from engine.entrypoints.dp_serve import start_data_parallel
+
+        async_engine, what = start_data_parallel(engine_config, server, EngineRebuilder,
+                                                 lambda: _stop_failed(box))
+    else:
+        engine = LLMEngine(engine_config)
+        async_engine = AsyncEngine(engine,
+                                   rebuilder=EngineRebuilder(engine_config, engine.backend),
+                                   recovery=server.recovery_config(),
+                                   on_failed=lambda: _stop_failed(box))
+        what = f"{engine.backend} backend, {engine.num_blocks} KV blocks"
     try:
         name = server.served_model_name or engine_config.model
         app = build_app(async_engine, name, engine_config.model, server=server)
         box["server"] = _server(app, server, secrets_filter)
-        log.info("serving '%s' (%s backend, %d KV blocks) at http://%s:%d/v1 -- health at "
-                 "/health, metrics at /metrics%s", name, getattr(engine, "backend", "?"),
-                 engine.num_blocks, host, port, ", API key required" if api_key else "")
+        log.info("serving '%s' (%s) at http://%s:%d/v1 -- health at /health, metrics at "
+                 "/metrics%s", name, what, host, port, ", API key required" if api_key else "")
         box["server"].run()
     except KeyboardInterrupt:
         pass
@@ -217,7 +230,7 @@ def run_server(engine_config: EngineConfig, server: ServerConfig | None = None) 
         signal.signal(signal.SIGTERM, previous)
         log.info("engine shut down")
     if box.get("failed"):
-        log.error("exiting: %s", async_engine.recovery.reason)
+        log.error("exiting: %s", async_engine.health().message)
         raise SystemExit(1)
 
 

@@ -17,7 +17,13 @@ class LLM:
     def __init__(self, model: str, **engine_args):
         """engine_args: EngineConfig's fields by their vLLM names (tensor_parallel_size=4,
         seed=0, ...); see engine/vllm_args.py for the vLLM args refused or ignored."""
-        self.engine = LLMEngine(engine_config_from_args(model, engine_args))
+        config = engine_config_from_args(model, engine_args)
+        if config.data_parallel_size > 1:
+            from engine.loop.dp_engine import DataParallelEngine
+
+            self.engine = DataParallelEngine(config)  # the same face over N replicas
+        else:
+            self.engine = LLMEngine(config)
         self._ids = itertools.count()
 
     def get_default_sampling_params(self) -> SamplingParams:

@@ -62,6 +62,7 @@ class _EngineStatsCollector:
             state.add_metric(labels + [s], 1.0 if s == health.state else 0.0)
         yield state
         yield from _expert_metrics(stats, labels)
+        yield from _replica_metrics(labels, health, stats)
         yield counter("num_preemptions", "Cumulative preemptions from the engine.",
                       stats.get("num_preemptions", 0))
         yield counter("prefix_cache_queries", "Prefix cache queries, in tokens.",
@@ -84,6 +85,39 @@ def _expert_metrics(stats: dict, labels: list[str]):
                           "(1 is even).", labels=["model_name"])
     g.add_metric(labels, float(stats.get("expert_imbalance", 1.0)))
     yield g
+
+
+def _replica_metrics(labels: list[str], health, stats: dict):
+    """Data parallel: each replica's state and load, labelled `replica` (nothing for one engine)."""
+    if not health.replicas:
+        return
+    from engine.loop.engine_client import REPLICA_STATES
+
+    names = ["model_name", "replica"]
+    state = GaugeMetricFamily("onenode_replica_state", "1 for each data-parallel replica's "
+                              "current state (serving, recovering, down).",
+                              labels=[*names, "state"])
+    restarts = CounterMetricFamily("onenode_replica_restarts", "Rebuilds of each replica.",
+                                   labels=names)
+    running = GaugeMetricFamily("onenode:replica_num_requests_running",
+                                "Requests running on each replica.", labels=names)
+    waiting = GaugeMetricFamily("onenode:replica_num_requests_waiting",
+                                "Requests waiting on each replica.", labels=names)
+    kv = GaugeMetricFamily("onenode:replica_kv_cache_usage_perc",
+                           "KV-cache usage of each replica; 1 means 100 percent.", labels=names)
+    per = stats.get("replicas") or [{} for _ in health.replicas]
+    for rep, st in zip(health.replicas, per):
+        rl = labels + [str(rep.replica)]
+        for s in REPLICA_STATES:
+            state.add_metric(rl + [s], 1.0 if s == rep.state else 0.0)
+        restarts.add_metric(rl, float(rep.restarts))
+        running.add_metric(rl, float(st.get("num_running", 0)))
+        waiting.add_metric(rl, float(st.get("num_waiting", 0)))
+        kv.add_metric(rl, float(st.get("kv_cache_usage", 0.0)))
+    migrations = CounterMetricFamily("onenode_request_migrations", "Requests resumed on a "
+                                     "live replica after theirs died.", labels=["model_name"])
+    migrations.add_metric(labels, float(stats.get("migrations_total", 0)))
+    yield from (state, restarts, running, waiting, kv, migrations)
 
 
 class ServerMetrics:

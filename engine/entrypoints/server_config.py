@@ -52,6 +52,10 @@ class ServerConfig:
     recovery: bool = option(
         True, flags=("--recovery/--no-recovery",),
         help="rebuild the engine after a rank dies (--no-recovery: stay dead, /health 503)")
+    max_migrations: int = option(
+        1, range=(0, None),
+        help="with --data-parallel-size > 1: times a request may move to a live replica when its "
+             "replica dies (0: fail it, as one engine would)")
     shutdown_timeout: float = option(
         30.0, range=(0, None), help="on SIGTERM, seconds to let streams in flight finish")
 

@@ -3,6 +3,8 @@
   Avg prompt throughput: 52.0 tokens/s, Avg generation throughput: 31.5 tokens/s, Running: 2 reqs,
   Swapped: 0 reqs, Pending: 1 reqs, KV cache usage: 12.5%, Prefix cache hit rate: 40.0%
 
+and, with data-parallel replicas, `, Replicas: 0 serving (2 reqs), 1 recovering (0 reqs)`.
+
 read from the engine's counters (LLMEngine.stats(), refreshed by AsyncEngine after each step).
 `--disable-log-stats` turns it off. onenode never swaps to CPU, so Swapped is always 0.
 """
@@ -13,6 +15,16 @@ import time
 from engine.logger import init_logger
 
 log = init_logger("onenode.stats")
+
+
+def _replicas(stats: dict) -> str:
+    """Data parallel: `, Replicas: 0 serving (3 reqs), 1 recovering (0 reqs)`."""
+    per = stats.get("replicas")
+    if not per:
+        return ""
+    return ", Replicas: " + ", ".join(
+        f"{r} {s.get('state', '?')} ({s.get('num_running', 0) + s.get('num_waiting', 0)} reqs)"
+        for r, s in enumerate(per))
 
 
 class StatsLogger:
@@ -38,7 +50,7 @@ class StatsLogger:
         return (f"Avg prompt throughput: {prompt / dt:.1f} tokens/s, Avg generation throughput: "
                 f"{gen / dt:.1f} tokens/s, Running: {running} reqs, Swapped: 0 reqs, Pending: "
                 f"{waiting} reqs, KV cache usage: {100 * stats.get('kv_cache_usage', 0):.1f}%, "
-                f"Prefix cache hit rate: {100 * hit_rate:.1f}%{experts}")
+                f"Prefix cache hit rate: {100 * hit_rate:.1f}%{experts}{_replicas(stats)}")
 
     async def run(self) -> None:
         while True:

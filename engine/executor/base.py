@@ -45,6 +45,10 @@ class Executor(ABC):
         self.max_concurrent_batches = config.pipeline_parallel_size
         # The last stage's first TP rank samples and returns the step's tokens.
         self.output_rank = (config.pipeline_parallel_size - 1) * config.tensor_parallel_size
+        # Data-parallel replicas on one node (mp) each take their own devices: replica r's
+        # ranks use devices r x world_size and up.
+        self.device_offset = (config.data_parallel_rank * config.world_size
+                              if config.data_parallel_backend == "mp" else 0)
 
     @abstractmethod
     def collective_rpc_async(self, method: str, args: tuple = (),

@@ -7,11 +7,26 @@ EngineDeadError at once instead of a hang; workers exit on EOF when the driver g
 import multiprocessing as mp
 import os
 import sys
+import threading
 from multiprocessing.connection import wait
 
 from engine.executor.base import Executor, RpcFuture
 from onenode.errors import EngineDeadError
 from onenode.net import free_port, node_ip
+
+# Rendezvous ports handed out in this process. Data-parallel replicas start their worlds at the
+# same time; free_port alone could give two of them the same port before either binds it.
+_PORTS_TAKEN: set[int] = set()
+_PORTS_LOCK = threading.Lock()
+
+
+def reserve_port(host: str) -> int:
+    with _PORTS_LOCK:
+        while True:
+            port = free_port(host)
+            if port not in _PORTS_TAKEN:
+                _PORTS_TAKEN.add(port)
+                return port
 
 
 class _MpFuture(RpcFuture):
@@ -35,14 +50,18 @@ class MpExecutor(Executor):
         super().__init__(config, partition)
         ctx = mp.get_context("spawn")
         host = os.environ.get("VLLM_HOST_IP") and node_ip() or "127.0.0.1"
-        port = free_port(host)
-        threads = max(1, (os.cpu_count() or 1) // self.world_size)
+        port = self.master_port = reserve_port(host)
+        # Every replica's ranks share this node's cores.
+        ranks_here = self.world_size * (config.data_parallel_size
+                                        if config.data_parallel_backend == "mp" else 1)
+        threads = max(1, (os.cpu_count() or 1) // ranks_here)
         self.conns, self.procs = [], []
         self.dead: str | None = None
         for rank in range(self.world_size):
             parent, child = ctx.Pipe()
             kwargs = dict(config=config, rank=rank, partition=partition, master_addr=host,
-                          master_port=port, local_rank=rank, num_threads=threads)
+                          master_port=port, local_rank=self.device_offset + rank,
+                          num_threads=threads)
             proc = ctx.Process(target=_entry, args=(child, kwargs), daemon=True,
                                name=f"onenode-worker-{rank}")
             _start_without_main(proc)

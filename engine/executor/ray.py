@@ -114,7 +114,8 @@ class RayExecutor(Executor):
 
         cfg = self.config
         kind = self.kind = device_kind(cfg.device)
-        ips = wait_for_placement(cfg.tensor_parallel_size, cfg.pipeline_parallel_size, kind, WAIT_S)
+        ips = wait_for_placement(cfg.tensor_parallel_size, cfg.pipeline_parallel_size, kind,
+                                 WAIT_S, cfg.data_parallel_rank)
         bundles = [{kind: 1.0, f"node:{ip}": 0.001} for ip in ips]
         self.pg = placement_group(bundles, strategy="PACK")
         ready, _ = ray.wait([self.pg.ready()], timeout=WAIT_S)

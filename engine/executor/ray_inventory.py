@@ -9,6 +9,7 @@ from engine.parallel.placement import (
     NodeDevices,
     insufficient_message,
     place_ranks_on_nodes,
+    replica_first_node,
 )
 from onenode.errors import ClusterError, ResourceError
 
@@ -123,7 +124,8 @@ def private_available_resources_reader(warn=None):
         return None
 
 
-def wait_for_placement(tp: int, pp: int, kind: str, wait_s: float) -> list[str]:
+def wait_for_placement(tp: int, pp: int, kind: str, wait_s: float,
+                       data_parallel_rank: int = 0) -> list[str]:
     """Node IP per rank, waiting up to wait_s for nodes to join or free up."""
     import ray
 
@@ -131,8 +133,9 @@ def wait_for_placement(tp: int, pp: int, kind: str, wait_s: float) -> list[str]:
     deadline = time.monotonic() + wait_s
     while True:
         nodes = inventory(kind)
+        first = replica_first_node(nodes, driver_ip, data_parallel_rank)
         try:
-            return place_ranks_on_nodes(tp, pp, nodes, driver_ip, kind)
+            return place_ranks_on_nodes(tp, pp, nodes, first, kind)
         except ResourceError:
             if started_local or time.monotonic() >= deadline:  # nobody joins a local instance
                 waited = "" if started_local else f" (waited {wait_s:.0f}s)"

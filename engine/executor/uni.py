@@ -9,7 +9,8 @@ class UniExecutor(Executor):
 
     def __init__(self, config, partition, source=None):
         super().__init__(config, partition)
-        self.worker = Worker(config, rank=0, partition=partition)
+        self.worker = Worker(config, rank=0, partition=partition,
+                             local_rank=self.device_offset)
         self.start_workers(source)
 
     def collective_rpc_async(self, method, args=(), kwargs=None):

@@ -2,8 +2,9 @@
 
 Logits processors (grammar mask, token bans, bias, penalties) run first; then greedy rows take a
 batched argmax and random rows apply temperature, top-k, top-p and min-p. A seeded row draws
-from a generator seeded by (seed, tokens generated so far), so its tokens do not depend on which
-other requests share the batch.
+from a generator seeded by (seed, output position) alone, so its tokens depend neither on which
+other requests share the batch nor on where the earlier tokens were computed: a request resumed
+on another replica (engine/loop/migration.py) continues exactly as it would have.
 """
 
 import torch
@@ -56,8 +57,14 @@ def _sample_row(row: torch.Tensor, s: ScheduledSeq) -> int:
     probs = torch.softmax(filter_logits(row, p.temperature, p.top_k, p.top_p, p.min_p), dim=-1)
     gen = None
     if p.seed is not None:
-        gen = torch.Generator().manual_seed(hash((p.seed, len(s.output_token_ids))) & (2**63 - 1))
+        gen = torch.Generator().manual_seed(draw_seed(p.seed, len(s.output_token_ids)))
     return int(torch.multinomial(probs, 1, generator=gen).item())
+
+
+def draw_seed(seed: int, position: int) -> int:
+    """The generator seed of output position `position`: a function of (seed, position) only
+    (a tuple of ints hashes the same in every process, unlike str)."""
+    return hash((seed, position)) & (2**63 - 1)
 
 
 def _result(token: int, logprobs_row, s: ScheduledSeq) -> SampledToken:

@@ -1,7 +1,7 @@
 """EngineClient: the one face the OpenAI server sees of whatever serves its requests.
 
-Today one local AsyncEngine stands behind it; data-parallel replicas behind a router will stand
-behind the same face (vLLM's `EngineClient`). The server (engine/entrypoints/) uses nothing else:
+One local AsyncEngine stands behind it, or N data-parallel replicas behind a router
+(dp_client.py), as vLLM's `EngineClient`. The server (engine/entrypoints/) uses nothing else:
 no reaching into an engine's scheduler, tokenizer or recovery state.
 """
 
@@ -14,6 +14,18 @@ from engine.sampling_params import SamplingParams
 
 
 @dataclass(frozen=True, slots=True)
+class ReplicaHealth:
+    """One data-parallel replica, as /health, /metrics and the stats line show it."""
+    replica: int
+    state: str  # "serving", "recovering" (rebuilding itself) or "down" (failed for good)
+    restarts: int
+    message: str | None = None
+
+
+REPLICA_STATES = ("serving", "recovering", "down")
+
+
+@dataclass(frozen=True, slots=True)
 class EngineHealth:
     """What /health, /metrics and refused requests say about the engine, read in one go."""
     alive: bool  # serving requests now
@@ -22,6 +34,7 @@ class EngineHealth:
     message: str | None  # one line for a 503 while not serving
     retry_after_s: int | None  # set while the engine rebuilds itself: clients should retry
     restarts: int  # rebuilds so far
+    replicas: tuple[ReplicaHealth, ...] = ()  # data-parallel replicas; () for one engine
 
 
 @runtime_checkable

@@ -14,6 +14,7 @@ import itertools
 from engine.config import EngineConfig
 from engine.core.block_manager import BlockManager
 from engine.loop.engine_setup import EngineSetup
+from engine.loop.migration import Resume
 from engine.loop.output_processor import OutputProcessor, RequestState
 from engine.core.expert_load import ExpertLoad
 from engine.core.scheduler import Scheduler
@@ -69,11 +70,14 @@ class LLMEngine:
         `generation_config="auto"`); applied where the caller left a field unset."""
         return dict(self._sampling_defaults)
 
-    def add_request(self, request_id: str, prompt: str | list[int], params: SamplingParams,
+    def add_request(self, request_id: str, prompt: str | list[int] | Resume, params: SamplingParams,
                     prompt_text: str | None = None) -> None:
         if request_id in self.requests:
             raise ConfigError(f"request id {request_id!r} is already in use; use a unique id")
-        if isinstance(prompt, str):
+        resume = prompt if isinstance(prompt, Resume) else None
+        if resume is not None:  # a request migrated from a dead replica (migration.py)
+            prompt_text, token_ids = resume.prompt_text, list(resume.prompt_token_ids)
+        elif isinstance(prompt, str):
             prompt_text, token_ids = prompt, self.tokenizer.encode(prompt)
         else:
             token_ids = list(prompt)
@@ -93,18 +97,26 @@ class LLMEngine:
             grammar = self.structured.compile(params.structured_outputs)
         state = RequestState(request_id, prompt_text, token_ids, params)
         for index in range(params.n):
+            prior = resume.completions[index] if resume is not None else None
+            state.completions.append(prior or CompletionOutput(index, "", []))
+            if prior is not None and prior.finish_reason is not None:
+                continue  # finished before the migration: nothing to run
             seq_params = params
             if params.seed is not None and index:
                 seq_params = dataclasses.replace(params, seed=params.seed + index)
             seq = Sequence(next(self._seq_ids), request_id, index, token_ids, seq_params,
-                           arrival=0.0)
-            state.completions.append(CompletionOutput(index, "", []))
+                           arrival=0.0, output_token_ids=list(prior.token_ids) if prior else [])
             state.seq_ids.append(seq.seq_id)
             self.seq_to_request[seq.seq_id] = (request_id, index)
             if grammar is not None:
-                self.structured.add(seq.seq_id, grammar, params.structured_outputs)
+                self._add_grammar(seq, grammar, params.structured_outputs)
             self.scheduler.add(seq)
         self.requests[request_id] = state
+
+    def _add_grammar(self, seq: Sequence, grammar, structured_outputs) -> None:
+        self.structured.add(seq.seq_id, grammar, structured_outputs)
+        for token in seq.output_token_ids:  # a resumed request: its grammar state so far
+            self.structured.accept(seq.seq_id, token)
 
     def abort_request(self, request_id: str) -> None:
         state = self.requests.pop(request_id, None)

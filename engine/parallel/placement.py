@@ -3,7 +3,8 @@
 The seed's rule: a TP group shares a node (fast links), PP stages cross nodes. With at least
 `pp` nodes that can each hold a whole TP group, stage s goes to its own node (driver's node first);
 otherwise stages are packed onto nodes in order; a TP group is split across nodes only when no
-node can hold it.
+node can hold it. Data-parallel replica r starts from the r-th node (`replica_first_node`), so
+replicas land on different nodes and a node's death costs one replica.
 """
 
 from dataclasses import dataclass
@@ -37,6 +38,17 @@ def place_ranks_on_nodes(tp: int, pp: int, nodes: list[NodeDevices], driver_ip: 
     if len(placement) == tp * pp:
         return placement
     return _split_tp_groups(tp, pp, ordered, device)
+
+
+def replica_first_node(nodes: list[NodeDevices], driver_ip: str | None,
+                       data_parallel_rank: int) -> str | None:
+    """The node replica `data_parallel_rank`'s placement starts from (what place_ranks_on_nodes
+    takes as its first choice): the driver's node for replica 0, then the others in IP order,
+    round robin. Nodes with no device at all (a CPU-less head) are skipped."""
+    ordered = [n for n in sorted(nodes, key=lambda n: (n.ip != driver_ip, n.ip)) if n.total]
+    if not ordered:
+        return driver_ip
+    return ordered[data_parallel_rank % len(ordered)].ip
 
 
 def _split_tp_groups(tp: int, pp: int, ordered: list[NodeDevices], device: str) -> list[str]:

@@ -17,6 +17,7 @@ from engine.parallel.pp_partition import pp_layer_partition
 from engine.planner import memory
 from engine.planner.moe_advice import moe_notes
 from engine.planner.shortfall import shortfall
+from engine.planner.replicas import LayoutOption, dp_options, replicas_that_fit
 from engine.planner.strategy import (
     ClusterShape,
     Layout,
@@ -79,7 +80,7 @@ class Plan:
     tensor_parallel_size: int
     pipeline_parallel_size: int
     nodes_used: int
-    gpus_used: int
+    gpus_used: int  # data_parallel_size x tensor_parallel_size x pipeline_parallel_size
     pp_layer_partition: list[int]
     dtype: str
     max_model_len: int
@@ -102,6 +103,8 @@ class Plan:
     num_active_params: int = 0
     active_bytes_per_gpu: int = 0
     notes: list[str] = field(default_factory=list)  # MoE and checkpoint reasoning
+    data_parallel_size: int = 1  # replicas of TP x PP; max_concurrency above is per replica
+    options: list[str] = field(default_factory=list)  # DP vs one replica over every device
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -147,13 +150,16 @@ def make_plan(req: PlanRequest) -> Plan:
     def capacity_of(lay: Layout) -> Capacity:
         return capacity(req, lay, max_len, batched)
 
+    dp, options = data_parallel_advice(req, cap, max_len, batched) if fits else (1, [])
+
     gpu_dtype = memory.planned_dtype(req.dtype, req.model.torch_dtype, "cuda")
     cpu_dtype = memory.planned_dtype(req.dtype, req.model.torch_dtype, "cpu")
     cpu_blocks = cpu_kv_blocks(req.model, req.block_size, kv_blocks.DTYPE_BYTES[cpu_dtype],
                                layout.tp, layout.pp, cap.partition, req.kv_cache_space_gib)
     return Plan(
         strategy=layout.strategy, tensor_parallel_size=layout.tp,
-        pipeline_parallel_size=layout.pp, nodes_used=layout.nodes, gpus_used=layout.world_size,
+        pipeline_parallel_size=layout.pp, nodes_used=_nodes_used(req.cluster, layout, dp),
+        gpus_used=dp * layout.world_size, data_parallel_size=dp, options=options,
         pp_layer_partition=cap.partition, dtype=gpu_dtype, max_model_len=max_len,
         max_num_batched_tokens=batched, block_size=req.block_size,
         weights_bytes_per_gpu=cap.weights_bytes, activation_bytes=cap.activation_bytes,
@@ -167,6 +173,30 @@ def make_plan(req: PlanRequest) -> Plan:
         num_active_params=req.model.num_active_params, active_bytes_per_gpu=cap.active_bytes,
         notes=moe_notes(req.model, req.cluster, cap, capacity_of,
                         kv_blocks.DTYPE_BYTES[gpu_dtype]))
+
+
+def data_parallel_advice(req: PlanRequest, cap: Capacity, max_len: int,
+                         batched: int) -> tuple[int, list[str]]:
+    """Replicas of the chosen layout on the cluster's spare devices (1 when none fit), and the
+    lines comparing that with one replica stretched over every device."""
+    dp = replicas_that_fit(cap.layout, req.cluster)
+    if dp <= 1:
+        return 1, []
+    replica = LayoutOption(dp, cap.layout, dp * cap.max_concurrency)
+    whole_layout = layout_for_gpus(req.model, dp * cap.layout.world_size,
+                                   req.cluster.gpus_per_node)
+    whole = None
+    if whole_layout is not None:
+        whole_cap = capacity(req, whole_layout, max_len, batched)
+        whole = LayoutOption(1, whole_layout, whole_cap.max_concurrency)
+    return dp, dp_options(replica, whole)
+
+
+def _nodes_used(cluster: ClusterShape, layout: Layout, dp: int) -> int:
+    if layout.world_size <= cluster.gpus_per_node:
+        per_node = cluster.gpus_per_node // layout.world_size
+        return -(-dp // per_node)
+    return dp * layout.nodes
 
 
 def _meets(req: PlanRequest, cap: Capacity) -> bool:

@@ -14,6 +14,8 @@ IMAGE = "onenode:latest"
 def commands(plan: Plan, model_name: str, req: PlanRequest) -> list[str]:
     """The `run_cluster` / `onenode serve` lines that start this plan."""
     serve = [f"onenode serve {model_name}"]
+    if plan.data_parallel_size > 1:
+        serve.append(f"--data-parallel-size {plan.data_parallel_size}")
     if plan.tensor_parallel_size > 1:
         serve.append(f"--tensor-parallel-size {plan.tensor_parallel_size}")
     if plan.pipeline_parallel_size > 1:
@@ -28,7 +30,8 @@ def commands(plan: Plan, model_name: str, req: PlanRequest) -> list[str]:
         serve.append(f"--dtype {req.dtype}")
     if plan.nodes_used == 1:
         return [" ".join(serve)]
-    serve.append("--distributed-executor-backend ray")
+    serve.append("--data-parallel-backend ray" if plan.data_parallel_size > 1
+                 else "--distributed-executor-backend ray")
     lines = [f"run_cluster {IMAGE} HEAD_IP --head HF_HOME -e VLLM_HOST_IP=HEAD_IP"
              f"    # on the head node",
              f"run_cluster {IMAGE} HEAD_IP --worker HF_HOME -e VLLM_HOST_IP=THIS_NODE_IP"
@@ -52,14 +55,17 @@ def render_plan(console: Console, plan: Plan, model_name: str, source: str,
                   f"{c.gpus_per_node} GPU(s) x {human_bytes(c.gpu_memory_bytes)}")
     style = "green" if plan.fits else "red"
     ep = f" x EP={plan.expert_parallel_size}" if plan.expert_parallel_size > 1 else ""
+    dp = f"DP={plan.data_parallel_size} x " if plan.data_parallel_size > 1 else ""
     console.print(f"[bold {style}]strategy: {plan.strategy}[/bold {style}]  "
-                  f"TP={plan.tensor_parallel_size} x PP={plan.pipeline_parallel_size}{ep} "
+                  f"{dp}TP={plan.tensor_parallel_size} x PP={plan.pipeline_parallel_size}{ep} "
                   f"({plan.gpus_used} GPU(s) on {plan.nodes_used} node(s), "
                   f"layers per stage {plan.pp_layer_partition})")
     console.print(plan.reason)
     for line in plan.notes:
         console.print(line)
     console.print(_numbers_table(plan))
+    for line in plan.options:
+        console.print(f"[cyan]{line}[/cyan]")
     for line in plan.advice:
         console.print(f"[yellow]{line}[/yellow]")
     console.print("[bold]commands[/bold]")
@@ -68,7 +74,8 @@ def render_plan(console: Console, plan: Plan, model_name: str, source: str,
 
 
 def _numbers_table(plan: Plan) -> Table:
-    table = Table(title="per GPU (busiest rank)", show_header=True)
+    title = "per GPU (busiest rank)" + (", per replica" if plan.data_parallel_size > 1 else "")
+    table = Table(title=title, show_header=True)
     table.add_column("item")
     table.add_column("prediction", justify="right")
     rows = [

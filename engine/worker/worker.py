@@ -18,6 +18,7 @@ from engine.parallel.distributed_init import (
     pick_device,
 )
 from engine.worker.model_runner import ModelRunner
+from onenode.errors import ConfigError
 
 
 class Worker:
@@ -35,6 +36,13 @@ class Worker:
     def init_device(self) -> None:
         device = pick_device(self.config.device)
         if device == "cuda":
+            if self.local_rank >= torch.cuda.device_count():
+                cfg = self.config
+                raise ConfigError(
+                    f"data_parallel_size x tensor_parallel_size x pipeline_parallel_size = "
+                    f"{cfg.num_devices} needs that many GPUs on this node, it has "
+                    f"{torch.cuda.device_count()}; use --data-parallel-backend ray to spread "
+                    f"replicas over nodes, or fewer replicas")
             torch.cuda.set_device(self.local_rank)
         if self.num_threads:
             # Ranks share the host's cores: oversubscribed OpenMP threads slow every rank down.

@@ -86,3 +86,4 @@ def test_api_key_leaves_argv_for_the_env():
 
 def test_parallel_sizes_multiplies_tp_and_pp():
     assert parallel_sizes(["-tp", "2", "--pipeline-parallel-size=3"]) == 6
+    assert parallel_sizes(["--data-parallel-size", "3", "-pp", "2"]) == 6

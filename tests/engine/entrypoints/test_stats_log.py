@@ -15,3 +15,12 @@ def test_line_reports_throughput_queue_kv_and_prefix_hits_only_while_busy():
         assert part in line
     stats.update(num_running=0, num_waiting=0)
     assert logger.line() is None  # no new tokens and nothing queued
+
+
+def test_line_shows_each_data_parallel_replica():
+    stats = {"num_running": 3, "num_waiting": 1, "generation_tokens_total": 5,
+             "replicas": [{"state": "serving", "num_running": 3, "num_waiting": 1},
+                          {"state": "recovering", "num_running": 0, "num_waiting": 0}]}
+    logger = StatsLogger(lambda: stats)
+    stats = {**stats, "generation_tokens_total": 10}
+    assert logger.line().endswith("Replicas: 0 serving (4 reqs), 1 recovering (0 reqs)")

@@ -1,6 +1,6 @@
 import pytest
 
-from engine.parallel.placement import NodeDevices, place_ranks_on_nodes
+from engine.parallel.placement import NodeDevices, place_ranks_on_nodes, replica_first_node
 from onenode.errors import ResourceError
 
 N = NodeDevices
@@ -33,3 +33,15 @@ def test_insufficient_lists_each_node_and_what_is_missing():
     msg = str(err.value)
     assert "needs 4 GPUs" in msg and "10.0.0.2: 1/1 GPU free" in msg and "missing 2" in msg
     assert "No available node types" not in msg and "\n" not in msg
+
+
+def test_replicas_start_on_different_nodes_driver_first():
+    nodes = [NodeDevices("10.0.0.3", 2, 2), NodeDevices("10.0.0.2", 2, 2),
+             NodeDevices("10.0.0.9", 0, 0), NodeDevices("10.0.0.1", 2, 2)]
+    firsts = [replica_first_node(nodes, "10.0.0.2", r) for r in range(4)]
+    assert firsts == ["10.0.0.2", "10.0.0.1", "10.0.0.3", "10.0.0.2"]  # no-device node skipped
+    # A replica of one rank goes to its own node even though the driver's node has room.
+    assert place_ranks_on_nodes(1, 1, nodes, firsts[2]) == ["10.0.0.3"]
+    # Its node full (another replica holds it): the first other node with room.
+    full = [NodeDevices("10.0.0.3", 0, 2), *nodes[1:]]
+    assert place_ranks_on_nodes(1, 1, full, firsts[2]) == ["10.0.0.1"]

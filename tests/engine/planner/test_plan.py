@@ -54,7 +54,8 @@ def test_uneven_smollm2_on_two_gpus_is_pp2(monkeypatch):
 
 def test_small_model_runs_on_one_gpu():
     plan = make_plan(request("Llama-3-8B", 1, 8, 80))
-    assert (plan.strategy, plan.gpus_used) == ("single", 1)
+    # One GPU per replica; the node's other 7 GPUs serve 7 more replicas.
+    assert (plan.strategy, plan.data_parallel_size, plan.gpus_used) == ("single", 8, 8)
     # bf16 KV: 2 x 8 KV heads x 128 x 2 bytes x 16 tokens x 32 layers = 2 MiB per block.
     assert plan.block_bytes == 2 << 20 and plan.num_cpu_blocks == 2048
     assert plan.max_model_len == 8192 and plan.max_num_batched_tokens == 8192
@@ -191,11 +192,12 @@ def test_deepseek_v3_bf16_on_two_nodes_of_8x80_says_what_is_missing():
 
 def test_deepseek_v3_on_four_nodes_of_8x141_fits_with_ep():
     """The issue's second example: H200 nodes; PP between nodes, EP=8 inside each, and the
-    MLA latent (576 values per token per layer) sets the block size."""
+    MLA latent (576 values per token per layer) sets the block size. One replica needs 2 of the
+    4 nodes, so the other 2 hold a second data-parallel replica."""
     plan = make_plan(request("DeepSeek-V3", 4, 8, 141))
     assert plan.fits and plan.strategy == "tp+pp+ep"
     assert (plan.tensor_parallel_size, plan.pipeline_parallel_size, plan.expert_parallel_size,
-            plan.nodes_used) == (8, 2, 8, 2)
+            plan.data_parallel_size, plan.nodes_used) == (8, 2, 8, 2, 4)
     assert plan.block_bytes == (512 + 64) * 2 * 16 * 31
     avail = 0.9 * 141 * GiB - plan.weights_bytes_per_gpu - plan.activation_bytes - 0.75 * GiB
     assert plan.num_gpu_blocks == math.floor(avail / plan.block_bytes) > 10240
