@@ -201,6 +201,7 @@ def run_server(engine_config: EngineConfig, server: ServerConfig | None = None) 
     box: dict = {}
     async_engine = AsyncEngine(engine, rebuilder=EngineRebuilder(engine_config, engine.backend),
                                recovery=server.recovery_config(),
+                               watchdog=server.watchdog_config(),
                                on_failed=lambda: _stop_failed(box))
     try:
         name = server.served_model_name or engine_config.model

@@ -52,6 +52,10 @@ class ServerConfig:
     recovery: bool = option(
         True, flags=("--recovery/--no-recovery",),
         help="rebuild the engine after a rank dies (--no-recovery: stay dead, /health 503)")
+    step_timeout: float = option(
+        30.0, range=(0.1, None),
+        help="seconds a step may take at least before the engine counts as stuck (503, requests "
+             "failed, workers restarted); measured step times raise it for long steps")
     shutdown_timeout: float = option(
         30.0, range=(0, None), help="on SIGTERM, seconds to let streams in flight finish")
 
@@ -67,6 +71,11 @@ class ServerConfig:
         from engine.loop.recovery import RecoveryConfig
 
         return RecoveryConfig(enabled=self.recovery, timeout_s=self.recovery_timeout)
+
+    def watchdog_config(self):
+        from engine.loop.watchdog import WatchdogConfig
+
+        return WatchdogConfig(step_timeout_s=self.step_timeout)
 
     def api_keys(self) -> tuple[str, ...]:
         """Every accepted key: --api-key / VLLM_API_KEY / ONENODE_API_KEY and --api-key-file."""
