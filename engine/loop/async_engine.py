@@ -285,5 +285,6 @@ class AsyncEngine:
                 return
             if cmd is not _STOP and cmd[0] == "add":
                 cmd[-1].put(exc)
-                pass
+                with self._lock:  # never applied: no longer on its way to the scheduler
+                    self._pending_adds -= 1
 

@@ -173,3 +173,37 @@ def test_engine_thread_gives_up_after_the_recovery_timeout():
         assert ae.recovery.state is EngineState.FAILED and not ae.alive
     finally:
         ae.shutdown(5)
+
+
+def test_adds_queued_at_a_failure_are_uncounted_so_the_queue_limit_still_admits():
+    """`_close` fails the adds still queued; each must leave `num_waiting` (which the server's
+    queue limit reads), or a few failures would answer "busy" to everyone for good."""
+    first, gate = FakeExecutorEngine("first"), threading.Event()
+    gate.set()
+    release = threading.Event()
+
+    def blocked_step():
+        release.wait(10)  # while the engine thread is here, new adds only queue up
+        raise EngineDeadError("a ray worker died (ActorDiedError)")
+
+    first.step = blocked_step
+    ae = AsyncEngine(first, health_interval_s=0.05, rebuilder=FakeRebuilder(gate),
+                     recovery=RecoveryConfig(timeout_s=30))
+
+    async def scenario():
+        running = asyncio.ensure_future(_generate(ae, "running"))
+        await asyncio.to_thread(_wait, lambda: first.requests)
+        queued = [asyncio.ensure_future(_generate(ae, f"q{i}")) for i in range(5)]
+        await asyncio.sleep(0.05)
+        assert ae.num_waiting == 5
+        release.set()
+        results = await asyncio.gather(running, *queued, return_exceptions=True)
+        assert all(isinstance(r, EngineDeadError) for r in results)
+
+    try:
+        asyncio.run(scenario())
+        _wait(lambda: ae.alive)
+        assert ae.num_waiting == 0
+        assert asyncio.run(_generate(ae, "after"))[-1].outputs[0].text == "rebuilt"
+    finally:
+        ae.shutdown(5)
