@@ -174,7 +174,8 @@ def unavailable(client: EngineClient) -> ApiError:
     """503 while the engine is not serving: with Retry-After while it rebuilds itself."""
     health = client.health()
     if health.retry_after_s is not None:
-        return ApiError(503, health.message, code="engine_recovering",
+        code = "engine_failed" if health.state == "failed" else "engine_recovering"
+        return ApiError(503, health.message, code=code,
                         headers={"Retry-After": str(health.retry_after_s)})
     return ApiError(503, health.message, code="engine_dead")
 
@@ -254,9 +255,17 @@ class EngineRebuilder:
             wait_for_devices(self.config, timeout_s)
 
     def build(self):
+        """A new engine that passed one real step through every stage (first_step.py)."""
+        from engine.loop.first_step import first_step
         from engine.loop.llm_engine import LLMEngine
 
-        return LLMEngine(self.config)
+        engine = LLMEngine(self.config)
+        try:
+            first_step(engine)
+        except BaseException:
+            engine.shutdown()
+            raise
+        return engine
 
 
 def _raise_interrupt(signum, frame):

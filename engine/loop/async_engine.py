@@ -2,9 +2,9 @@
 
 LLMEngine is not thread-safe, so only the engine thread ever calls add/abort/step; the event loop
 talks to it through a command queue and receives each request's outputs on its own asyncio queue
-(via `loop.call_soon_threadsafe`). When the engine dies every waiting request gets the error, so
-nothing hangs, and `dead` makes /health answer 503; with a rebuilder the same thread then rebuilds
-the engine (recovery.py) and serves again.
+(`call_soon_threadsafe`). When the engine dies, or a step is stuck (watchdog.py), every waiting
+request gets the error, so nothing hangs, and `dead` makes /health answer 503; with a rebuilder
+the same thread then rebuilds the engine (recovery.py) and serves again.
 """
 
 import asyncio
@@ -16,7 +16,9 @@ from collections.abc import AsyncIterator
 
 from engine.loop.engine_client import EngineHealth
 from engine.loop.request_stream import RequestStream, deliver, snapshot
+from engine.loop.bounded_call import bounded_call
 from engine.loop.recovery import EngineState, Recovery, RecoveryConfig, rebuild
+from engine.loop.recovery import sticky_device_error
 from engine.loop.watchdog import StepWatchdog, WatchdogConfig, WatchdogThread, end_stuck_call
 from engine.outputs import RequestOutput
 from engine.sampling_params import SamplingParams
@@ -80,22 +82,25 @@ class AsyncEngine:
     def compile_grammar(self, structured_outputs) -> None:
         engine = self.engine
         if engine is None:  # rebuilding: the request is refused like any other meanwhile
-            raise EngineDeadError(self.health().message or "the engine is rebuilding")
+            raise self._refusal()
         engine.structured.compile(structured_outputs)
 
     def health(self) -> EngineHealth:
-        rec = self.recovery
-        rebuilding = rec.state in (EngineState.DEGRADED, EngineState.RECOVERING)
-        if self.alive:
-            message = None
-        elif rebuilding:
-            message = rec.describe()
-        else:
+        rec, alive = self.recovery, self.alive
+        message, retry_after = None, None
+        if not alive and rec.serving:  # the loop ended without recovery being told
             message = f"the engine is dead ({self.dead}); restart `onenode serve`"
-        return EngineHealth(alive=self.alive, state=rec.state.value,
+        elif not alive:
+            message, retry_after = rec.describe(), rec.retry_after_s()
+        return EngineHealth(alive=alive, state=rec.state.value,
                             states=tuple(s.value for s in EngineState), message=message,
-                            retry_after_s=rec.config.retry_after_s if rebuilding else None,
-                            restarts=rec.restarts)
+                            retry_after_s=retry_after, restarts=rec.restarts)
+
+    def _refusal(self, reason: str | None = None) -> EngineDeadError:
+        """The error a request gets while not serving; with Retry-After while it rebuilds."""
+        exc = EngineDeadError(reason or self.health().message or "the engine stopped")
+        exc.retry_after_s = self.recovery.retry_after_s()  # the server's 503 carries it
+        return exc
 
     # ---- event-loop side -------------------------------------------------------------------
     async def generate(self, request_id: str, prompt: str | list[int], params: SamplingParams,
@@ -104,7 +109,7 @@ class AsyncEngine:
         stream = RequestStream(asyncio.get_running_loop(), asyncio.Queue())
         with self._lock:
             if self.dead:
-                raise EngineDeadError(self.dead)
+                raise self._refusal()
             self._pending_adds += 1
             self._commands.put(("add", request_id, prompt, params, prompt_text, stream))
         finished = False
@@ -149,10 +154,9 @@ class AsyncEngine:
             if failure is None:
                 self._close(EngineDeadError("the server is shutting down"))
                 return
-            if self.recovery.serving:  # first: /health must never read "dead" in between
-                self.recovery.fail(str(failure))
-            self._close(failure)  # requests in flight and queued get the error now
-            if not self._recover():
+            self._record(failure)  # first: /health must never read "dead" in between
+            self._close(self._refusal(str(failure)))  # in flight and queued get it now
+            if self.recovery.final or not self._recover():
                 if self._on_failed is not None and not self._stopping.is_set():
                     self._on_failed()
                 return
@@ -162,8 +166,7 @@ class AsyncEngine:
         last_check = time.monotonic()
         try:
             while True:
-                busy = self.engine.has_unfinished_requests()
-                if not self._drain(block=not busy):
+                if not self._drain(block=not self.engine.has_unfinished_requests()):
                     return None
                 if self.engine.has_unfinished_requests():
                     self._step()
@@ -176,6 +179,13 @@ class AsyncEngine:
             log.error("engine loop died: %s", exc, exc_info=not isinstance(exc, EngineDeadError))
             return exc if isinstance(exc, EngineDeadError) else EngineDeadError(str(exc))
 
+    def _record(self, failure: EngineDeadError) -> None:
+        if self.recovery.serving:
+            self.recovery.fail(str(failure))
+        if sticky_device_error(str(failure)) and getattr(self.engine, "backend", "") == "uni":
+            self.recovery.give_up(f"{failure} (a device error poisons this process's device "
+                                  f"context: exiting so a new process serves)")
+
     def _recover(self) -> bool:
         """Rebuild the engine (recovery.py); True once it serves again."""
         if not self.recovery.config.enabled or self._rebuilder is None:
@@ -185,8 +195,10 @@ class AsyncEngine:
             old.shutdown()  # kill what is left of the old workers and free their devices
         except Exception as exc:  # noqa: BLE001 - half-dead workers may fail to stop cleanly
             log.warning("stopping the old workers failed (%s); rebuilding anyway", exc)
-        engine = rebuild(self.recovery, self._rebuilder.wait_for_devices, self._rebuilder.build,
-                         self._stopping.is_set)
+        build, abandoned = self._rebuilder.build, lambda late: late.shutdown()
+        engine = rebuild(self.recovery, self._rebuilder.wait_for_devices,
+                         lambda t: bounded_call(build, t, "rebuild attempt", abandoned),
+                         self._stopping.is_set, sleep=self._stopping.wait)
         if engine is None:
             return False
         if self._stopping.is_set():
@@ -251,13 +263,11 @@ class AsyncEngine:
                 pass
 
     def _check_health(self) -> None:
-        check = getattr(self.engine, "check_health", None)
-        if check is not None:
-            self.watchdog.begin("health check")
-            try:
-                check()
-            finally:
-                self.watchdog.end()
+        self.watchdog.begin("health check")
+        try:
+            self.engine.check_health()
+        finally:
+            self.watchdog.end()
 
     def _on_stuck(self, reason: str) -> None:
         """The watchdog's thread: the engine thread is blocked in a call that will not return.
@@ -266,7 +276,7 @@ class AsyncEngine:
             self.dead, self._stuck = reason, reason
         if self.recovery.serving:
             self.recovery.fail(reason)
-        exc = EngineDeadError(reason)
+        exc = self._refusal(reason)
         for stream in snapshot(self._streams):
             stream.put(exc)
         end_stuck_call(self.engine, reason, self._exit_process)
