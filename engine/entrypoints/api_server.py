@@ -68,7 +68,8 @@ def _lifespan(async_engine: EngineClient, server: ServerConfig):
     async def lifespan(_app):
         task = None
         if not server.disable_log_stats:
-            stats = StatsLogger(lambda: async_engine.stats, server.log_stats_interval_s)
+            stats = StatsLogger(lambda: async_engine.stats, server.log_stats_interval_s,
+                                async_engine.health)
             task = asyncio.create_task(stats.run())
         try:
             yield

@@ -48,7 +48,8 @@ class ServerConfig:
     max_messages: int = option(2048, range=(1, None), help="chat messages per request")
     recovery_timeout: float = option(
         300.0, range=(1, None),
-        help="seconds to rebuild the engine after a rank dies; then exit non-zero")
+        help="seconds a crash loop may take to serve again; then the state is 'failed' (503 + "
+             "Retry-After, retrying every 60 s)")
     recovery: bool = option(
         True, flags=("--recovery/--no-recovery",),
         help="rebuild the engine after a rank dies (--no-recovery: stay dead, /health 503)")

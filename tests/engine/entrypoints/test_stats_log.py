@@ -15,3 +15,12 @@ def test_line_reports_throughput_queue_kv_and_prefix_hits_only_while_busy():
         assert part in line
     stats.update(num_running=0, num_waiting=0)
     assert logger.line() is None  # no new tokens and nothing queued
+
+
+def test_line_names_the_engine_state_while_not_serving():
+    from engine.loop.engine_client import EngineHealth
+
+    health = EngineHealth(alive=False, state="failed", states=(), message="recovery did not "
+                          "succeed within 300s", retry_after_s=60, restarts=2)
+    logger = StatsLogger(lambda: {}, read_health=lambda: health)
+    assert logger.line() == "Engine failed: recovery did not succeed within 300s"
