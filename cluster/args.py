@@ -57,7 +57,7 @@ OPTIONS = (
                                               "Docker", docker=False),
     Option(("--replace",), "replace", "flag", "recreate a node whose spec differs", docker=False),
     Option(("--ray-token-file",), "ray_token_file", "value", "Ray token file (default "
-           "~/.cache/onenode/ray_token)", docker=False),
+           "~/.config/onenode/ray_token)", docker=False),
     Option(("--no-ray-auth",), "no_ray_auth", "flag", "turn Ray token auth off (unsafe)",
            docker=False),
     Option(("--num-cpus",), "num_cpus", "value", "CPUs this node offers to Ray", docker=False),

@@ -8,6 +8,7 @@ from pathlib import Path
 from cluster import api_key, backend, ready
 from cluster.args import RunClusterArgs
 from cluster.auth import ensure_token, token_path
+from cluster.bind_sources import missing_bind_sources
 from cluster.docker_values import parse_env
 from cluster.progress import step
 from cluster.spec import GCS_PORT, LABEL_HASH, ContainerSpec, build_spec
@@ -79,6 +80,9 @@ def preflight(c, args: RunClusterArgs, spec: ContainerSpec) -> None:
     if not Path(args.hf_home).is_dir():
         raise ConfigError(f"HF_HOME {args.hf_home} does not exist; create it or pass the "
                           f"directory that holds your models (mounted at /root/.cache/huggingface)")
+    missing = missing_bind_sources(spec.name, [(m.source, m.target) for m in spec.mounts])
+    if missing:
+        raise ConfigError(missing[0])
     if spec.network != "host":
         return
     ip = spec.env_dict().get("VLLM_HOST_IP")
@@ -125,6 +129,8 @@ def start_node(args: RunClusterArgs, caller_env: dict | None = None):
         same = existing.labels.get(LABEL_HASH) == dict(spec.labels)[LABEL_HASH]
         if existing.status == "running" and same:
             step(f"{spec.name} is already running with this spec; left alone")
+            for line in missing_bind_sources(spec.name, backend.bind_mounts(existing)):
+                step(f"[red]warning[/]: {line}")
             return existing, False
         if existing.status == "running" and not args.replace:
             raise ClusterError(f"{spec.name} is running with a different spec; pass --replace to "
