@@ -11,6 +11,7 @@ from cluster.auth import ensure_token, token_path
 from cluster.bind_sources import missing_bind_sources
 from cluster.docker_values import parse_env
 from cluster.progress import step
+from cluster.serve_check import check_serve_args
 from cluster.spec import GCS_PORT, LABEL_HASH, ContainerSpec, build_spec
 from onenode.errors import ClusterError, ConfigError
 from onenode.secrets import read_key_file
@@ -50,6 +51,7 @@ def check_run_cluster_serving(args: RunClusterArgs, spec: ContainerSpec) -> None
     """`--serve` refuses an API beyond loopback without a key (before anything starts)."""
     serve_args = shlex.split(args.serve_args)
     api_key.refuse_key_in_argv(serve_args)
+    check_serve_args([args.serve, *serve_args])
     _, port = api_key.serve_address(serve_args)
     published = [ip for cport, ip, _ in spec.ports if cport == f"{port}/tcp"]
     where = api_key.exposure(spec.network == "host", serve_args, published)
