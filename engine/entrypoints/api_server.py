@@ -104,6 +104,15 @@ def _open_routes(app: FastAPI, async_engine: EngineClient, serving: OpenAIServin
         err = unavailable(async_engine)
         return error_response(err.status, err.message, code=err.code, headers=err.headers)
 
+    @app.get("/live")
+    async def live():
+        """Liveness (Kubernetes): 503 only once the engine gave up (state "failed": its own
+        recovery budget is spent, or it is dead for good); a rebuild in progress is alive."""
+        health = async_engine.health()
+        if health.alive or health.state != "failed":
+            return Response(status_code=200)
+        return error_response(503, health.message or "the engine failed", code="engine_failed")
+
     @app.get("/metrics")
     async def metrics():
         return Response(serving.metrics.render(), media_type=CONTENT_TYPE)
