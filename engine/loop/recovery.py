@@ -164,16 +164,18 @@ def rebuild(recovery: Recovery, wait_for_devices: Callable[[float], None],
             build: Callable[[float], object], stopping: Callable[[], bool] = lambda: False,
             sleep: Callable[[float], None] = time.sleep):
     """Attempts until an engine is built (or `stopping`): wait, bounded, until the cluster has the
-    devices, then build the engine within the attempt's own deadline (`build(timeout_s)` must
-    raise when it passes). Past the budget the state is failed and attempts go on, slower."""
+    devices, then build the engine within the attempt's deadline (`build(timeout_s)` must raise
+    when it passes). The build gets the whole deadline, not what the wait left: a build cut short
+    would keep loading in the background while the next one starts. Past the budget the state is
+    failed and attempts go on, slower."""
     while not stopping():
         recovery.start_attempt()
-        started, limit = recovery.clock(), recovery.config.attempt_s
+        limit = recovery.config.attempt_s
         try:
             wait_for_devices(limit)
             log.warning("engine recovering: devices available, rebuilding workers, weights "
                         "and KV cache")
-            engine = build(max(1.0, limit - (recovery.clock() - started)))
+            engine = build(limit)
         except Exception as exc:  # noqa: BLE001 - any failed attempt is retried
             recovery.attempt_failed(f"{type(exc).__name__}: {str(exc)[:300]}")
             sleep(recovery.backoff_s())

@@ -36,3 +36,34 @@ def test_a_rebuild_whose_first_step_fails_is_refused_and_shut_down(tiny_llama, m
     with pytest.raises(EngineDeadError, match="pp_recv"):
         EngineRebuilder(engine_config(tiny_llama), "uni").build()
     assert built and built[0].executor is None  # its workers were stopped
+
+
+def test_a_stuck_first_step_has_its_workers_killed_at_the_deadline():
+    import threading
+
+    class Stuck:
+        model_config = type("M", (), {"eos_token_ids": (2,)})
+
+        def __init__(self):
+            self.released, self.added, self.reason = threading.Event(), [], None
+
+        def add_request(self, rid, prompt, params):
+            self.added.append((rid, prompt, params.max_tokens))
+
+        def has_unfinished_requests(self):
+            return True
+
+        def step(self):
+            if not self.released.wait(10):
+                raise AssertionError("never interrupted")
+            raise EngineDeadError(self.reason)
+
+        def interrupt(self, reason):
+            self.reason = reason
+            self.released.set()
+            return True
+
+    engine = Stuck()
+    with pytest.raises(EngineDeadError, match="did not pass every stage within 0s"):
+        first_step(engine, timeout_s=0.2)
+    assert engine.added == [("onenode-first-step", [2], 1)]
