@@ -54,6 +54,7 @@ def migrate_token(old: Path, new: Path) -> bool:
     fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as dst, open(old, "rb") as src:
         shutil.copyfileobj(src, dst)
-    log.warning("the Ray token moved to %s (a cache cleanup deleted %s); re-create nodes started "
-                "before with --replace so they mount the new file", new, old)
+    log.warning("the Ray token now lives in %s (copied from %s, where a cache cleanup could "
+                "delete it); re-create nodes started before with --replace so they mount the new "
+                "file", new, old)
     return True
