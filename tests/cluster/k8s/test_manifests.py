@@ -1,8 +1,8 @@
 """cluster.k8s.lws / kuberay / render: the manifests carry what a run_cluster node carries.
 
-Core kinds (Service, Deployment, and every pod template as a Pod) are checked against Kubernetes' own
-schemas with kubernetes-validate; the CRD kinds' fields against the v1 CRDs of LeaderWorkerSet
-and KubeRay (fixtures/crd_fields.json)."""
+Core kinds (Service, Deployment, and every pod template as a Pod) are checked against
+Kubernetes' own schemas with kubernetes-validate; the CRD kinds' fields against the v1 CRDs of
+LeaderWorkerSet and KubeRay (fixtures/crd_fields.json)."""
 
 import json
 from pathlib import Path

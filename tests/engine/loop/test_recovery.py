@@ -283,27 +283,3 @@ def test_sticky_device_error_in_process_exits_instead_of_rebuilding():
         assert "exiting so a new process serves" in ae.health().message
     finally:
         ae.shutdown(5)
-
-
-def test_refusals_during_recovery_carry_retry_after_on_every_path():
-    """generate and compile_grammar (the structured-output path) while rebuilding: 503 +
-    Retry-After, never a 500 and never "restart" (the server maps them with from_exception)."""
-    from engine.entrypoints.errors import from_exception
-
-    first, gate = FakeExecutorEngine("first"), threading.Event()
-    ae = AsyncEngine(first, health_interval_s=0.05, rebuilder=FakeRebuilder(gate),
-                     recovery=RecoveryConfig(timeout_s=30, retry_after_s=7))
-    try:
-        first.die = True
-        _wait(lambda: ae.engine is None)
-        errors = []
-        for call in (lambda: asyncio.run(_generate(ae, "b")), lambda: ae.compile_grammar(None)):
-            with pytest.raises(EngineDeadError) as info:
-                call()
-            errors.append(from_exception(info.value))
-        for err in errors:
-            assert err.status == 503 and err.headers == {"Retry-After": "7"}, err.message
-            assert err.code == "engine_recovering" and "restart" not in err.message
-    finally:
-        gate.set()
-        ae.shutdown(5)

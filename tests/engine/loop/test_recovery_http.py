@@ -2,14 +2,19 @@
 request 503 + Retry-After (completions, chat, a grammar request), never a 500; /live stays 200
 during recovery and turns 503 only once the budget is spent; the port keeps answering."""
 
+import asyncio
 import threading
 import time
 
 import httpx
+import pytest
 
+from engine.loop.async_engine import AsyncEngine
 from engine.loop.llm_engine import LLMEngine
 from engine.loop.recovery import RecoveryConfig
+from onenode.errors import EngineDeadError
 from tests.engine.entrypoints.conftest import engine_config, running_server
+from tests.engine.loop.test_recovery import FakeExecutorEngine, FakeRebuilder, _generate, _wait
 
 
 class NeverBack:
@@ -62,3 +67,27 @@ def test_recovering_then_failed_answers_503_with_retry_after_never_500(tiny_llam
         for path, body in requests:
             r = httpx.post(srv.base_url + path, json=body, timeout=30)
             assert r.status_code == 503 and r.headers.get("retry-after"), (path, r.text)
+
+
+def test_refusals_during_recovery_carry_retry_after_on_every_path():
+    """generate and compile_grammar (the structured-output path) while rebuilding: 503 +
+    Retry-After, never a 500 and never "restart" (the server maps them with from_exception)."""
+    from engine.entrypoints.errors import from_exception
+
+    first, gate = FakeExecutorEngine("first"), threading.Event()
+    ae = AsyncEngine(first, health_interval_s=0.05, rebuilder=FakeRebuilder(gate),
+                     recovery=RecoveryConfig(timeout_s=30, retry_after_s=7))
+    try:
+        first.die = True
+        _wait(lambda: ae.engine is None)
+        errors = []
+        for call in (lambda: asyncio.run(_generate(ae, "b")), lambda: ae.compile_grammar(None)):
+            with pytest.raises(EngineDeadError) as info:
+                call()
+            errors.append(from_exception(info.value))
+        for err in errors:
+            assert err.status == 503 and err.headers == {"Retry-After": "7"}, err.message
+            assert err.code == "engine_recovering" and "restart" not in err.message
+    finally:
+        gate.set()
+        ae.shutdown(5)
