@@ -57,7 +57,7 @@ OPTIONS = (
                                               "Docker", docker=False),
     Option(("--replace",), "replace", "flag", "recreate a node whose spec differs", docker=False),
     Option(("--ray-token-file",), "ray_token_file", "value", "Ray token file (default "
-           "~/.cache/onenode/ray_token)", docker=False),
+           "~/.config/onenode/ray_token)", docker=False),
     Option(("--no-ray-auth",), "no_ray_auth", "flag", "turn Ray token auth off (unsafe)",
            docker=False),
     Option(("--num-cpus",), "num_cpus", "value", "CPUs this node offers to Ray", docker=False),
@@ -65,6 +65,9 @@ OPTIONS = (
            docker=False),
     Option(("--ready-timeout",), "ready_timeout", "value", "seconds to wait for readiness "
                                                            "(default 120)", docker=False),
+    Option(("--partition-grace",), "partition_grace", "value", "head: seconds a node may be "
+           "unreachable before Ray declares it dead and the engine rebuilds (default 10)",
+           docker=False),
     Option(("--cluster-name",), "cluster_name", "value", "cluster label (default onenode)",
            docker=False),
     Option(("--serve",), "serve", "value", "head: also run `onenode serve MODEL`", docker=False),
@@ -122,6 +125,7 @@ class RunClusterArgs:
     num_cpus: str | None = None
     object_store_memory: str | None = None
     ready_timeout: str = "120"
+    partition_grace: str = "10"  # docs/reliability.md: Ray's health checks are derived from it
     cluster_name: str = "onenode"
     serve: str | None = None  # head only: also start `onenode serve MODEL` once the node is up
     serve_args: str = ""  # extra `onenode serve` flags, e.g. "--pipeline-parallel-size 2"
@@ -204,7 +208,8 @@ def _validate(args: RunClusterArgs) -> None:
     if args.ip is not None and not is_ip(args.ip):
         raise ConfigError(f"--ip {args.ip!r} is not an IP address; pass e.g. 172.30.1.11")
     for flag, value, kind in (("--ready-timeout", args.ready_timeout, float),
-                              ("--num-cpus", args.num_cpus, int)):
+                              ("--num-cpus", args.num_cpus, int),
+                              ("--partition-grace", args.partition_grace, float)):
         try:
             if value is not None and kind(value) < 0:
                 raise ValueError

@@ -269,5 +269,11 @@ def published_ips(container, port: int) -> list[str]:
     return [b.get("HostIp", "") for b in bindings]
 
 
+def bind_mounts(container) -> list[tuple[str, str]]:
+    """(host source, container target) of each bind mount."""
+    return [(m["Source"], m["Destination"]) for m in container.attrs.get("Mounts") or []
+            if m.get("Type") == "bind"]
+
+
 def container_env(container) -> dict[str, str]:
     return dict(e.split("=", 1) for e in container.attrs["Config"].get("Env") or [] if "=" in e)

@@ -8,8 +8,10 @@ from pathlib import Path
 from cluster import api_key, backend, ready
 from cluster.args import RunClusterArgs
 from cluster.auth import ensure_token, token_path
+from cluster.bind_sources import missing_bind_sources
 from cluster.docker_values import parse_env
 from cluster.progress import step
+from cluster.serve_check import check_serve_args
 from cluster.spec import GCS_PORT, LABEL_HASH, ContainerSpec, build_spec
 from onenode.errors import ClusterError, ConfigError
 from onenode.secrets import read_key_file
@@ -49,6 +51,7 @@ def check_run_cluster_serving(args: RunClusterArgs, spec: ContainerSpec) -> None
     """`--serve` refuses an API beyond loopback without a key (before anything starts)."""
     serve_args = shlex.split(args.serve_args)
     api_key.refuse_key_in_argv(serve_args)
+    check_serve_args([args.serve, *serve_args])
     _, port = api_key.serve_address(serve_args)
     published = [ip for cport, ip, _ in spec.ports if cport == f"{port}/tcp"]
     where = api_key.exposure(spec.network == "host", serve_args, published)
@@ -79,6 +82,9 @@ def preflight(c, args: RunClusterArgs, spec: ContainerSpec) -> None:
     if not Path(args.hf_home).is_dir():
         raise ConfigError(f"HF_HOME {args.hf_home} does not exist; create it or pass the "
                           f"directory that holds your models (mounted at /root/.cache/huggingface)")
+    missing = missing_bind_sources(spec.name, [(m.source, m.target) for m in spec.mounts])
+    if missing:
+        raise ConfigError(missing[0])
     if spec.network != "host":
         return
     ip = spec.env_dict().get("VLLM_HOST_IP")
@@ -125,6 +131,8 @@ def start_node(args: RunClusterArgs, caller_env: dict | None = None):
         same = existing.labels.get(LABEL_HASH) == dict(spec.labels)[LABEL_HASH]
         if existing.status == "running" and same:
             step(f"{spec.name} is already running with this spec; left alone")
+            for line in missing_bind_sources(spec.name, backend.bind_mounts(existing)):
+                step(f"[red]warning[/]: {line}")
             return existing, False
         if existing.status == "running" and not args.replace:
             raise ClusterError(f"{spec.name} is running with a different spec; pass --replace to "

@@ -16,6 +16,7 @@ import urllib.request
 from cluster import api_key, backend
 from cluster.api_key import SERVE_HOST, SERVE_PORT
 from cluster.progress import step
+from cluster.serve_check import check_serve_args
 from cluster.status import cluster_status
 from cluster.supervisor import CONFIG_ENV, SERVE_CONFIG, SERVE_LOG
 from onenode import names
@@ -96,6 +97,7 @@ def check_model_everywhere(c, rows: list[dict], model: str) -> None:
 def cluster_serve(model: str, serve_args: list[str], name: str = "onenode", port: int = 8000,
                   detach: bool = False, timeout: float = 600.0,
                   allow_unauthenticated: bool = False) -> str:
+    check_serve_args([model, *api_key_to_env(serve_args)[0]])  # before anything is stored
     c = backend.client()
     rows = wait_for_devices(name, parallel_sizes(serve_args), 60)
     check_model_everywhere(c, rows, model)

@@ -3,6 +3,7 @@ run_cluster arguments (no I/O here: the CLI resolves env files, GPUs and the nod
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 
 from cluster import docker_values as dv
@@ -99,9 +100,19 @@ def node_command(args: RunClusterArgs, node_ip: str | None) -> tuple[str, ...]:
     return ("python", "-m", "cluster.supervisor", *own, "--", *ray_command(args, node_ip))
 
 
-# Ray's defaults notice a dead node after ~30 s; an engine should fail faster than that.
-HEAD_HEALTH_ENV = {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "1000",
-                   "RAY_health_check_failure_threshold": "3"}
+DEFAULT_PARTITION_GRACE_S = 10.0
+
+
+def head_health_env(grace_s: float = DEFAULT_PARTITION_GRACE_S) -> dict[str, str]:
+    """Ray's GCS pings every node each second; a node that misses `grace_s` pings in a row is
+    dead (its actors die, the engine rebuilds). Shorter interruptions (a switch flap, a GC pause)
+    only delay the steps in flight, which the engine's step deadline (>= 30 s) allows. Ray's own
+    default (~30 s) would leave a crashed node undetected for longer than that deadline."""
+    return {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "1000",
+            "RAY_health_check_failure_threshold": str(max(1, math.ceil(grace_s)))}
+
+
+HEAD_HEALTH_ENV = head_health_env()
 
 
 def build_spec(args: RunClusterArgs, env: dict[str, str], node_ip: str | None,
@@ -113,7 +124,8 @@ def build_spec(args: RunClusterArgs, env: dict[str, str], node_ip: str | None,
     if env.get("VLLM_HOST_IP") is not None and not is_ip(env["VLLM_HOST_IP"]):
         raise ConfigError(f"VLLM_HOST_IP={env['VLLM_HOST_IP']!r} is not an IP address; pass this "
                           f"host's IP on the cluster network, e.g. -e VLLM_HOST_IP=10.0.0.2")
-    env = ({**HEAD_HEALTH_ENV, **env} if args.role == "head" else dict(env))
+    grace = float(args.partition_grace)
+    env = ({**head_health_env(grace), **env} if args.role == "head" else dict(env))
     mounts = [Mount(args.hf_home, CONTAINER_HF_HOME)] + [Mount(*dv.volume(v))
                                                           for v in args.volumes]
     # Secrets travel as read-only files, never in env or argv (docker inspect shows both).

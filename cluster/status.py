@@ -3,6 +3,7 @@
 import json
 
 from cluster import backend
+from cluster.bind_sources import missing_bind_sources
 from cluster.spec import LABEL_ROLE
 
 RAY_NODES_SNIPPET = (
@@ -38,7 +39,8 @@ def cluster_status(name: str) -> list[dict]:
                      "container": x.status,
                      "alive": x.status == "running" and bool(ray_node.get("alive")),
                      "cpus": ray_node.get("cpus", 0), "gpus": ray_node.get("gpus", 0),
-                     "ray_version": view["version"], "restarts": backend.restart_count(x)})
+                     "ray_version": view["version"], "restarts": backend.restart_count(x),
+                     "missing_files": missing_bind_sources(x.name, backend.bind_mounts(x))})
     return rows
 
 
@@ -62,6 +64,9 @@ def render(rows: list[dict], serving: str | None = None) -> None:
     if not console.is_terminal:
         console = Console(width=120)  # logs and CI: do not squeeze the table to 80 columns
     console.print(table)
+    for r in rows:
+        for line in r.get("missing_files", ()):
+            console.print(f"[red]missing[/]: {line}", soft_wrap=True)
     if serving is not None:
         console.print(f"API server: {serving}")
 

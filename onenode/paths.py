@@ -1,5 +1,6 @@
-"""Where things live on disk: the Hugging Face cache (huggingface_hub's rule) and onenode's own
-cache, on the host and inside cluster containers. One definition for every package."""
+"""Where things live on disk: the Hugging Face cache (huggingface_hub's rule), onenode's own
+cache (anything it can rebuild), and its config (what it cannot: the Ray token that every node
+shares), on the host and inside cluster containers. One definition for every package."""
 
 import os
 from pathlib import Path
@@ -26,3 +27,11 @@ def hf_hub_cache() -> Path:
 def onenode_cache() -> Path:
     """onenode's own cache (downloaded wheels, wheelhouse, tokens): ~/.cache/onenode."""
     return Path(os.environ.get("ONENODE_CACHE") or Path.home() / ".cache" / "onenode")
+
+
+def onenode_config() -> Path:
+    """What a cache cleanup must not delete (a node's bind-mounted Ray token): $ONENODE_CONFIG,
+    else $XDG_CONFIG_HOME/onenode, else ~/.config/onenode (the XDG base directory rule)."""
+    if os.environ.get("ONENODE_CONFIG"):
+        return Path(os.path.expanduser(os.environ["ONENODE_CONFIG"]))
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "onenode"

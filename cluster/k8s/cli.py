@@ -28,7 +28,7 @@ def render(
     tensor_parallel_size: Annotated[int, typer.Option("--tensor-parallel-size", "-tp")] = 8,
     pipeline_parallel_size: Annotated[int, typer.Option("--pipeline-parallel-size", "-pp")] = 2,
     kind: Annotated[str, typer.Option(help="lws (LeaderWorkerSet) or kuberay (RayCluster + "
-                                           "serve Job)")] = "lws",
+                                           "serve Deployment)")] = "lws",
     image: Annotated[str, typer.Option(help="the onenode image, pushed where the cluster "
                                             "pulls from")] = "onenode:latest",
     name: Annotated[str, typer.Option(help="prefix of every object and Secret")] = "onenode",

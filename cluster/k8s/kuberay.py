@@ -1,11 +1,12 @@
-"""`onenode k8s render --kind kuberay`: a RayCluster (KubeRay) of N GPU pods, a Job for the serve
-step and a Service for the API (pure).
+"""`onenode k8s render --kind kuberay`: a RayCluster (KubeRay) of N GPU pods, a Deployment for
+the serve step and a Service for the API (pure).
 
-KubeRay starts Ray in every pod itself (from rayStartParams). The serve step is a Kubernetes Job
-whose pod joins the cluster as a Ray node without CPUs or GPUs and runs `onenode serve` as the
-driver; the ranks are Ray actors on the GPU pods. It carries the /health probes. Not a RayJob:
-KubeRay submits a RayJob only once every pod of the cluster is ready, and a probe on the API
-inside the cluster would then wait on itself.
+KubeRay starts Ray in every pod itself (from rayStartParams). The serve step is a one-replica
+Deployment whose pod joins the cluster as a Ray node without CPUs or GPUs and runs `onenode serve`
+as the driver; the ranks are Ray actors on the GPU pods. It carries the probes. A Deployment
+never runs out of restarts (a Job stops after its backoffLimit and leaves the service down for
+good). Not a RayJob: KubeRay submits a RayJob only once every pod of the cluster is ready, and a
+probe on the API inside the cluster would then wait on itself.
 """
 
 from cluster.k8s import pod
@@ -17,7 +18,7 @@ API_VERSION = "ray.io/v1"
 
 def render(layout: K8sLayout) -> list[dict]:
     serving = {"app.kubernetes.io/instance": layout.name, "role": "serve"}
-    return [ray_cluster(layout), serve_job(layout), pod.api_service(layout, serving)]
+    return [ray_cluster(layout), serve_deployment(layout), pod.api_service(layout, serving)]
 
 
 def head_address(layout: K8sLayout) -> str:
@@ -50,14 +51,17 @@ def ray_cluster(layout: K8sLayout) -> dict:
                     "ray-worker", worker, layout, None, g), worker)}]}}
 
 
-def serve_job(layout: K8sLayout) -> dict:
+def serve_deployment(layout: K8sLayout) -> dict:
     spec = pod.node_spec(layout, "worker", head_address(layout), num_cpus="0")
     ray_start = (*spec.command[:-1], "--num-gpus", "0", spec.command[-1])
     c = pod.container("onenode-serve", spec, layout, pod.then_serve(ray_start, layout), 0,
                       serving=True)
     template = pod.template(layout, "serve", c, spec)
-    template["spec"]["restartPolicy"] = "OnFailure"
-    return {"apiVersion": "batch/v1", "kind": "Job",
+    selector = {k: template["metadata"]["labels"][k]
+                for k in ("app.kubernetes.io/instance", "role")}
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": pod.meta(layout, f"{layout.name}-serve"),
-            "spec": {"backoffLimit": 10, "template": template}}
+            # Recreate: two servers (old and new) must never drive the same Ray cluster at once.
+            "spec": {"replicas": 1, "strategy": {"type": "Recreate"},
+                     "selector": {"matchLabels": selector}, "template": template}}
 

@@ -25,7 +25,8 @@ def leader_worker_set(layout: K8sLayout) -> dict:
     g = layout.gpus_per_node
     leader_c = pod.container("onenode-leader", leader, layout,
                              pod.then_serve(leader.command, layout), g, serving=True)
-    worker_c = pod.container("onenode-worker", worker, layout, list(worker.command), g)
+    worker_c = pod.container("onenode-worker", worker, layout,
+                             pod.retry_ray_start(worker.command), g)
     return {
         "apiVersion": API_VERSION, "kind": "LeaderWorkerSet", "metadata": pod.meta(layout),
         # LeaderCreated, not LeaderReady: the leader is ready only once serving, which needs

@@ -107,14 +107,17 @@ def container(name: str, spec: ContainerSpec, layout: K8sLayout, command: list[s
 
 
 def probes(port: int) -> dict:
-    """/health answers 200 while the engine lives (503 once it died) and needs no API key. The
-    startup probe gives a large model time to load before liveness may restart the pod."""
-    def get(period: int, failures: int) -> dict:  # a new dict each: no YAML aliases
-        return {"httpGet": {"path": "/health", "port": port}, "periodSeconds": period,
+    """Three questions, three probes, none needing the API key. Startup: has the model loaded
+    (/health, up to 30 min)? Readiness: is it making progress now (/health: 503 while stuck or
+    rebuilding, so the Service stops sending traffic)? Liveness: has it given up (/live: 503 only
+    once the engine's own recovery budget is spent)? Liveness on /health would kill the pod in
+    the middle of the engine's recovery."""
+    def get(path: str, period: int, failures: int) -> dict:  # a new dict each: no YAML aliases
+        return {"httpGet": {"path": path, "port": port}, "periodSeconds": period,
                 "failureThreshold": failures}
 
-    return {"startupProbe": get(10, 180), "readinessProbe": get(5, 3),
-            "livenessProbe": get(10, 3)}
+    return {"startupProbe": get("/health", 10, 180), "readinessProbe": get("/health", 5, 3),
+            "livenessProbe": get("/live", 10, 3)}
 
 
 def serve_command(layout: K8sLayout) -> list[str]:
@@ -122,6 +125,17 @@ def serve_command(layout: K8sLayout) -> list[str]:
             "--tensor-parallel-size", str(layout.tp),
             "--pipeline-parallel-size", str(layout.pp),
             "--distributed-executor-backend", "ray", *layout.serve_args]
+
+
+def retry_ray_start(ray_command: tuple[str, ...], attempts: int = 60, pause_s: int = 10
+                    ) -> list[str]:
+    """A worker pod may start before its head answers: `ray start` is retried (10 minutes by
+    default, then the pod fails and Kubernetes restarts it) instead of exiting at once, which
+    under LeaderWorkerSet recreates the whole group."""
+    start = shlex.join(ray_command)
+    return ["bash", "-c", f"for i in $(seq {attempts}); do {start} && exit 0; echo \"ray start "
+            f"failed (attempt $i/{attempts}; the head may not be up yet); retrying in "
+            f"{pause_s}s\"; sleep {pause_s}; done; exit 1"]
 
 
 def then_serve(ray_command: tuple[str, ...], layout: K8sLayout) -> list[str]:

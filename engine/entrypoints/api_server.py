@@ -7,7 +7,6 @@ shut the engine and its workers down.
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import logging
 import os
@@ -22,7 +21,9 @@ from engine import __version__
 from engine.config import EngineConfig
 from engine.loop.async_engine import AsyncEngine
 from engine.loop.engine_client import EngineClient
-from engine.entrypoints.errors import ApiError, error_body, install_error_handlers
+from engine.loop.rebuilder import EngineRebuilder
+from engine.entrypoints.errors import (ApiError, error_body, error_response,
+                                       install_error_handlers)
 from engine.entrypoints.limits import BodyLimit
 from engine.entrypoints.metrics import CONTENT_TYPE
 from engine.entrypoints.openai_protocol import (
@@ -68,7 +69,8 @@ def _lifespan(async_engine: EngineClient, server: ServerConfig):
     async def lifespan(_app):
         task = None
         if not server.disable_log_stats:
-            stats = StatsLogger(lambda: async_engine.stats, server.log_stats_interval_s)
+            stats = StatsLogger(lambda: async_engine.stats, server.log_stats_interval_s,
+                                async_engine.health)
             task = asyncio.create_task(stats.run())
         try:
             yield
@@ -108,6 +110,15 @@ def _open_routes(app: FastAPI, async_engine: EngineClient, serving: OpenAIServin
         extra = {"replicas": replicas} if replicas else {}
         return JSONResponse({**error_body(err.status, err.message, code=err.code), **extra},
                             status_code=err.status, headers=err.headers)
+
+    @app.get("/live")
+    async def live():
+        """Liveness (Kubernetes): 503 only once the engine gave up (state "failed": its own
+        recovery budget is spent, or it is dead for good); a rebuild in progress is alive."""
+        health = async_engine.health()
+        if health.alive or health.state != "failed":
+            return Response(status_code=200)
+        return error_response(503, health.message or "the engine failed", code="engine_failed")
 
     @app.get("/metrics")
     async def metrics():
@@ -180,7 +191,8 @@ def unavailable(client: EngineClient) -> ApiError:
     """503 while the engine is not serving: with Retry-After while it rebuilds itself."""
     health = client.health()
     if health.retry_after_s is not None:
-        return ApiError(503, health.message, code="engine_recovering",
+        code = "engine_failed" if health.state == "failed" else "engine_recovering"
+        return ApiError(503, health.message, code=code,
                         headers={"Retry-After": str(health.retry_after_s)})
     return ApiError(503, health.message, code="engine_dead")
 
@@ -214,6 +226,7 @@ def run_server(engine_config: EngineConfig, server: ServerConfig | None = None) 
         async_engine = AsyncEngine(engine,
                                    rebuilder=EngineRebuilder(engine_config, engine.backend),
                                    recovery=server.recovery_config(),
+                                   watchdog=server.watchdog_config(),
                                    on_failed=lambda: _stop_failed(box))
         what = f"{engine.backend} backend, {engine.num_blocks} KV blocks"
     try:
@@ -250,25 +263,6 @@ def _stop_failed(box: dict) -> None:
     box["failed"] = True
     if "server" in box:
         box["server"].should_exit = True
-
-
-class EngineRebuilder:
-    """What recovery needs from the engine side: wait until the devices are back, build anew
-    with the same backend as the first time."""
-
-    def __init__(self, config: EngineConfig, backend: str):
-        self.config = dataclasses.replace(config, distributed_executor_backend=backend)
-
-    def wait_for_devices(self, timeout_s: float) -> None:
-        if self.config.distributed_executor_backend == "ray":
-            from engine.executor.ray import wait_for_devices
-
-            wait_for_devices(self.config, timeout_s)
-
-    def build(self):
-        from engine.loop.llm_engine import LLMEngine
-
-        return LLMEngine(self.config)
 
 
 def _raise_interrupt(signum, frame):

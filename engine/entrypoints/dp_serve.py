@@ -27,6 +27,7 @@ def start_data_parallel(config: EngineConfig, server, make_rebuilder, on_failed)
         replicas.append(AsyncEngine(engine, rebuilder=make_rebuilder(engine.config,
                                                                      engine.backend),
                                     recovery=server.recovery_config(),
+                                    watchdog=server.watchdog_config(),
                                     on_failed=replica_failed))
     client = DataParallelClient(replicas, config.block_size, server.max_migrations)
     blocks = "+".join(str(e.num_blocks) for e in engines)

@@ -47,6 +47,11 @@ def from_exception(exc: BaseException) -> ApiError:
     """Map an engine-side error to what the client should see."""
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, EngineDeadError) and getattr(exc, "retry_after_s", None) is not None:
+        # The engine rebuilds itself: the client should retry, not page someone.
+        return ApiError(503, f"the engine is not serving ({exc}); it is rebuilding itself, retry "
+                             f"in {exc.retry_after_s}s", code="engine_recovering",
+                        headers={"Retry-After": str(exc.retry_after_s)})
     if isinstance(exc, EngineDeadError):
         return ApiError(503, f"the engine is dead ({exc}); restart `onenode serve`",
                         code="engine_dead")
@@ -100,11 +105,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OnenodeError)
     async def _onenode(_: Request, exc: OnenodeError):
         err = from_exception(exc)
-        return error_response(err.status, err.message, err.param, err.code)
+        return error_response(err.status, err.message, err.param, err.code, err.headers)
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception):
         err = from_exception(exc)
         if err.status == 500:
             log.error("request failed", exc_info=exc)
-        return error_response(err.status, err.message, err.param, err.code)
+        return error_response(err.status, err.message, err.param, err.code, err.headers)

@@ -27,12 +27,24 @@ def _vllm_only_args():
 VllmOnlyArgs = _vllm_only_args()
 
 
+@dataclasses.dataclass(frozen=True)
+class ServeCommandArgs:
+    """Flags of the command itself, not of the server it starts."""
+    check_args: bool = option(
+        False, flags=("--check-args",),
+        help="only parse and validate the flags, load nothing (run_cluster --serve and cluster "
+             "serve do this before storing them)")
+
+
 def _serve(**values) -> None:
     for name in UNSUPPORTED:
         if name in values:
             check_unsupported(name, values[name])
     server = from_cli(ServerConfig, values)  # cheap checks (port range) before the model loads
     engine = from_cli(EngineConfig, values)
+    if values.get("check_args"):
+        print("the serve flags are valid")
+        return
     from engine.entrypoints.api_server import run_server
 
     run_server(engine, server)
@@ -42,4 +54,4 @@ serve = command(
     "serve", "Serve MODEL with an OpenAI-compatible API (/v1/completions, /v1/chat/completions, "
              "...).",
     [*cli_parameters(EngineConfig), *cli_parameters(ServerConfig),
-     *cli_parameters(VllmOnlyArgs)], _serve)
+     *cli_parameters(VllmOnlyArgs), *cli_parameters(ServeCommandArgs)], _serve)

@@ -48,7 +48,8 @@ class ServerConfig:
     max_messages: int = option(2048, range=(1, None), help="chat messages per request")
     recovery_timeout: float = option(
         300.0, range=(1, None),
-        help="seconds to rebuild the engine after a rank dies; then exit non-zero")
+        help="seconds a crash loop may take to serve again; then the state is 'failed' (503 + "
+             "Retry-After, retrying every 60 s)")
     recovery: bool = option(
         True, flags=("--recovery/--no-recovery",),
         help="rebuild the engine after a rank dies (--no-recovery: stay dead, /health 503)")
@@ -56,6 +57,10 @@ class ServerConfig:
         1, range=(0, None),
         help="with --data-parallel-size > 1: times a request may move to a live replica when its "
              "replica dies (0: fail it, as one engine would)")
+    step_timeout: float = option(
+        30.0, range=(0.1, None),
+        help="seconds a step may take at least before the engine counts as stuck (503, requests "
+             "failed, workers restarted); measured step times raise it for long steps")
     shutdown_timeout: float = option(
         30.0, range=(0, None), help="on SIGTERM, seconds to let streams in flight finish")
 
@@ -71,6 +76,11 @@ class ServerConfig:
         from engine.loop.recovery import RecoveryConfig
 
         return RecoveryConfig(enabled=self.recovery, timeout_s=self.recovery_timeout)
+
+    def watchdog_config(self):
+        from engine.loop.watchdog import WatchdogConfig
+
+        return WatchdogConfig(step_timeout_s=self.step_timeout)
 
     def api_keys(self) -> tuple[str, ...]:
         """Every accepted key: --api-key / VLLM_API_KEY / ONENODE_API_KEY and --api-key-file."""

@@ -6,6 +6,8 @@
 and, with data-parallel replicas, `, Replicas: 0 serving (2 reqs), 1 recovering (0 reqs)`.
 
 read from the engine's counters (LLMEngine.stats(), refreshed by AsyncEngine after each step).
+While the engine is not serving, the line names its state instead (`Engine recovering: ...`,
+`Engine failed: ...`), every interval, so a log tail shows an outage as it goes on.
 `--disable-log-stats` turns it off. onenode never swaps to CPU, so Swapped is always 0.
 """
 
@@ -28,13 +30,16 @@ def _replicas(stats: dict) -> str:
 
 
 class StatsLogger:
-    def __init__(self, read_stats, interval_s: float = 10.0):
-        self.read_stats, self.interval_s = read_stats, interval_s
+    def __init__(self, read_stats, interval_s: float = 10.0, read_health=None):
+        self.read_stats, self.interval_s, self.read_health = read_stats, interval_s, read_health
         self._last = dict(read_stats())
         self._last_t = time.monotonic()
 
     def line(self) -> str | None:
         """The line for the interval since the last call; None when the engine was idle."""
+        health = self.read_health() if self.read_health is not None else None
+        if health is not None and not health.alive:
+            return f"Engine {health.state}: {health.message}"
         now, stats = time.monotonic(), dict(self.read_stats())
         prev, dt = self._last, max(now - self._last_t, 1e-6)
         self._last, self._last_t = stats, now

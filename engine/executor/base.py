@@ -71,5 +71,11 @@ class Executor(ABC):
     def check_health(self) -> None:
         """Raise EngineDeadError when any worker is gone."""
 
+    def interrupt(self, reason: str) -> bool:
+        """Called from another thread when a call into the workers is stuck: end it by killing
+        the workers (the waiting call then raises EngineDeadError and recovery rebuilds). False
+        when the stuck call runs in this very process and nothing can end it (uni)."""
+        return False
+
     @abstractmethod
     def shutdown(self) -> None: ...

@@ -100,7 +100,7 @@ class MpExecutor(Executor):
     def _mark_dead(self, rank: int):
         proc = self.procs[rank]
         proc.join(timeout=1)
-        self.dead = (f"mp worker rank {rank} (pid {proc.pid}) died with exit code "
+        self.dead = self.dead or (f"mp worker rank {rank} (pid {proc.pid}) died with exit code "
                      f"{proc.exitcode}; the engine cannot continue — restart it (check memory "
                      f"limits / dmesg for the OOM killer)")
         raise EngineDeadError(self.dead)
@@ -111,6 +111,14 @@ class MpExecutor(Executor):
         for rank, proc in enumerate(self.procs):
             if not proc.is_alive():
                 self._mark_dead(rank)
+
+    def interrupt(self, reason: str) -> bool:
+        """SIGKILL ends even a SIGSTOPped worker; the waiting `recv` sees its sentinel."""
+        self.dead = reason
+        for proc in list(self.procs):
+            if proc.is_alive():
+                proc.kill()
+        return True
 
     def shutdown(self) -> None:
         for conn in self.conns:

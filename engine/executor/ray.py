@@ -177,6 +177,19 @@ class RayExecutor(Executor):
                          f"crashed node restarts by itself, a stopped one needs `docker start`")
             raise EngineDeadError(self.dead)
 
+    def interrupt(self, reason: str) -> bool:
+        """Ray kills the actors (the raylet SIGKILLs a stopped one); the waiting `ray.get`
+        then raises ActorDiedError."""
+        import ray
+
+        self.dead = reason
+        for actor in list(self.actors):
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:  # noqa: BLE001 - already gone: nothing left to end
+                pass
+        return True
+
     def shutdown(self) -> None:
         release(self.actors, self.pg)
         self.actors, self.pg = [], None

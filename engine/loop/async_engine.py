@@ -2,9 +2,9 @@
 
 LLMEngine is not thread-safe, so only the engine thread ever calls add/abort/step; the event loop
 talks to it through a command queue and receives each request's outputs on its own asyncio queue
-(via `loop.call_soon_threadsafe`). When the engine dies every waiting request gets the error, so
-nothing hangs, and `dead` makes /health answer 503; with a rebuilder the same thread then rebuilds
-the engine (recovery.py) and serves again.
+(`call_soon_threadsafe`). When the engine dies, or a step is stuck (watchdog.py), every waiting
+request gets the error, so nothing hangs, and `dead` makes /health answer 503; with a rebuilder
+the same thread then rebuilds the engine (recovery.py) and serves again.
 """
 
 import asyncio
@@ -13,10 +13,13 @@ import queue
 import threading
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 from engine.loop.engine_client import EngineHealth
+from engine.loop.request_stream import RequestStream, deliver, snapshot
+from engine.loop.bounded_call import bounded_call
 from engine.loop.recovery import EngineState, Recovery, RecoveryConfig, rebuild
+from engine.loop.recovery import sticky_device_error
+from engine.loop.watchdog import StepWatchdog, WatchdogConfig, WatchdogThread, end_stuck_call
 from engine.outputs import RequestOutput
 from engine.sampling_params import SamplingParams
 from onenode.errors import EngineDeadError
@@ -26,32 +29,17 @@ log = logging.getLogger("onenode.async_engine")
 _STOP = object()
 
 
-@dataclass
-class _Stream:
-    loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue
-
-    def put(self, item) -> None:
-        try:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
-        except RuntimeError:  # the caller's loop is closed: nobody is listening any more
-            pass
-
-
-def _deliver(items) -> None:
-    for q, out in items:
-        q.put_nowait(out)
-
-
 class AsyncEngine:
     """The EngineClient (engine_client.py) of one local engine.
 
     `rebuilder` (wait_for_devices(timeout_s), build() -> LLMEngine) turns recovery on: after a
     failure the engine thread rebuilds the engine (recovery.py) instead of staying dead;
-    `on_failed` is called once when the engine is dead for good."""
+    `on_failed` is called once when the engine is dead for good. A call into the workers past
+    its deadline (watchdog.py) fails the requests in flight and kills what is stuck."""
 
     def __init__(self, engine, health_interval_s: float = 1.0, rebuilder=None,
-                 recovery: RecoveryConfig | None = None, on_failed=None):
+                 recovery: RecoveryConfig | None = None, on_failed=None,
+                 watchdog: WatchdogConfig | None = None, exit_process=None):
         self.engine = engine
         # Model facts are fixed across rebuilds (same config), so they are read once here.
         self._tokenizer, self._max_model_len = engine.tokenizer, engine.max_model_len
@@ -64,12 +52,16 @@ class AsyncEngine:
         self._stopping = threading.Event()
         self.stats: dict = dict(engine.stats())
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
-        self._streams: dict[str, _Stream] = {}
+        self._streams: dict[str, RequestStream] = {}
         self._pending_adds = 0  # queued "add" commands the engine thread has not applied yet
         # Makes "check dead, then enqueue" atomic against "mark dead, then fail the queue".
         self._lock = threading.Lock()
+        self.watchdog, self._stuck = StepWatchdog(watchdog or WatchdogConfig()), None
+        self._exit_process = exit_process
         self._thread = threading.Thread(target=self._run, name="onenode-engine", daemon=True)
         self._thread.start()
+        self._monitor = WatchdogThread(self.watchdog, self._on_stuck)
+        self._monitor.start()
 
     # ---- model facts (EngineClient) ---------------------------------------------------------
     @property
@@ -90,31 +82,34 @@ class AsyncEngine:
     def compile_grammar(self, structured_outputs) -> None:
         engine = self.engine
         if engine is None:  # rebuilding: the request is refused like any other meanwhile
-            raise EngineDeadError(self.health().message or "the engine is rebuilding")
+            raise self._refusal()
         engine.structured.compile(structured_outputs)
 
     def health(self) -> EngineHealth:
-        rec = self.recovery
-        rebuilding = rec.state in (EngineState.DEGRADED, EngineState.RECOVERING)
-        if self.alive:
-            message = None
-        elif rebuilding:
-            message = rec.describe()
-        else:
+        rec, alive = self.recovery, self.alive
+        message, retry_after = None, None
+        if not alive and rec.serving:  # the loop ended without recovery being told
             message = f"the engine is dead ({self.dead}); restart `onenode serve`"
-        return EngineHealth(alive=self.alive, state=rec.state.value,
+        elif not alive:
+            message, retry_after = rec.describe(), rec.retry_after_s()
+        return EngineHealth(alive=alive, state=rec.state.value,
                             states=tuple(s.value for s in EngineState), message=message,
-                            retry_after_s=rec.config.retry_after_s if rebuilding else None,
-                            restarts=rec.restarts)
+                            retry_after_s=retry_after, restarts=rec.restarts)
+
+    def _refusal(self, reason: str | None = None) -> EngineDeadError:
+        """The error a request gets while not serving; with Retry-After while it rebuilds."""
+        exc = EngineDeadError(reason or self.health().message or "the engine stopped")
+        exc.retry_after_s = self.recovery.retry_after_s()  # the server's 503 carries it
+        return exc
 
     # ---- event-loop side -------------------------------------------------------------------
     async def generate(self, request_id: str, prompt: str | list[int], params: SamplingParams,
                        prompt_text: str | None = None) -> AsyncIterator[RequestOutput]:
         """Yields cumulative outputs until finished; leaving early (client gone) aborts."""
-        stream = _Stream(asyncio.get_running_loop(), asyncio.Queue())
+        stream = RequestStream(asyncio.get_running_loop(), asyncio.Queue())
         with self._lock:
             if self.dead:
-                raise EngineDeadError(self.dead)
+                raise self._refusal()
             self._pending_adds += 1
             self._commands.put(("add", request_id, prompt, params, prompt_text, stream))
         finished = False
@@ -146,6 +141,7 @@ class AsyncEngine:
     def shutdown(self, timeout_s: float = 30.0) -> None:
         """Stop the loop, fail waiting requests, then shut the engine (and its workers) down."""
         self._stopping.set()
+        self._monitor.stop()
         self._commands.put(_STOP)
         self._thread.join(timeout_s)
         if self.engine is not None:
@@ -158,9 +154,9 @@ class AsyncEngine:
             if failure is None:
                 self._close(EngineDeadError("the server is shutting down"))
                 return
-            self.recovery.fail(str(failure))  # first: /health must never read "dead" in between
-            self._close(failure)  # requests in flight and queued get the error now
-            if not self._recover():
+            self._record(failure)  # first: /health must never read "dead" in between
+            self._close(self._refusal(str(failure)))  # in flight and queued get it now
+            if self.recovery.final or not self._recover():
                 if self._on_failed is not None and not self._stopping.is_set():
                     self._on_failed()
                 return
@@ -170,8 +166,7 @@ class AsyncEngine:
         last_check = time.monotonic()
         try:
             while True:
-                busy = self.engine.has_unfinished_requests()
-                if not self._drain(block=not busy):
+                if not self._drain(block=not self.engine.has_unfinished_requests()):
                     return None
                 if self.engine.has_unfinished_requests():
                     self._step()
@@ -179,8 +174,17 @@ class AsyncEngine:
                     last_check = time.monotonic()
                     self._check_health()
         except BaseException as exc:
+            if self._stuck:  # the watchdog killed the workers: its reason, not "rank died"
+                return EngineDeadError(self._stuck)
             log.error("engine loop died: %s", exc, exc_info=not isinstance(exc, EngineDeadError))
             return exc if isinstance(exc, EngineDeadError) else EngineDeadError(str(exc))
+
+    def _record(self, failure: EngineDeadError) -> None:
+        if self.recovery.serving:
+            self.recovery.fail(str(failure))
+        if sticky_device_error(str(failure)) and getattr(self.engine, "backend", "") == "uni":
+            self.recovery.give_up(f"{failure} (a device error poisons this process's device "
+                                  f"context: exiting so a new process serves)")
 
     def _recover(self) -> bool:
         """Rebuild the engine (recovery.py); True once it serves again."""
@@ -191,8 +195,10 @@ class AsyncEngine:
             old.shutdown()  # kill what is left of the old workers and free their devices
         except Exception as exc:  # noqa: BLE001 - half-dead workers may fail to stop cleanly
             log.warning("stopping the old workers failed (%s); rebuilding anyway", exc)
-        engine = rebuild(self.recovery, self._rebuilder.wait_for_devices, self._rebuilder.build,
-                         self._stopping.is_set)
+        build, abandoned = self._rebuilder.build, lambda late: late.shutdown()
+        engine = rebuild(self.recovery, self._rebuilder.wait_for_devices,
+                         lambda t: bounded_call(build, t, "rebuild attempt", abandoned),
+                         self._stopping.is_set, sleep=self._stopping.wait)
         if engine is None:
             return False
         if self._stopping.is_set():
@@ -200,7 +206,7 @@ class AsyncEngine:
             return False
         self.engine, self.stats = engine, dict(engine.stats())
         with self._lock:
-            self.dead = None
+            self.dead, self._stuck = None, None
         return True
 
     def _drain(self, block: bool) -> bool:
@@ -221,7 +227,7 @@ class AsyncEngine:
                 self.engine.abort_request(cmd[1])
                 self.stats = dict(self.engine.stats())
 
-    def _add(self, request_id, prompt, params, prompt_text, stream: _Stream) -> None:
+    def _add(self, request_id, prompt, params, prompt_text, stream: RequestStream) -> None:
         try:
             self.engine.add_request(request_id, prompt, params, prompt_text=prompt_text)
             self._streams[request_id] = stream
@@ -233,7 +239,12 @@ class AsyncEngine:
                 self._pending_adds -= 1
 
     def _step(self) -> None:
-        outputs = self.engine.step()
+        engine = self.engine
+        self.watchdog.begin("step", lambda: getattr(engine, "step_tokens", 0))
+        try:
+            outputs = engine.step()
+        finally:
+            self.watchdog.end()
         self.stats = dict(self.engine.stats())
         # One wake-up of each event loop per step, not one per request: at 32 streams the
         # per-call cross-thread overhead is a visible share of a small model's step time.
@@ -247,14 +258,28 @@ class AsyncEngine:
             batches.setdefault(stream.loop, []).append((stream.queue, out))
         for loop, items in batches.items():
             try:
-                loop.call_soon_threadsafe(_deliver, items)
+                loop.call_soon_threadsafe(deliver, items)
             except RuntimeError:  # that loop is closed: nobody is listening any more
                 pass
 
     def _check_health(self) -> None:
-        check = getattr(self.engine, "check_health", None)
-        if check is not None:
-            check()
+        self.watchdog.begin("health check")
+        try:
+            self.engine.check_health()
+        finally:
+            self.watchdog.end()
+
+    def _on_stuck(self, reason: str) -> None:
+        """The watchdog's thread: the engine thread is blocked in a call that will not return.
+        Tell /health and the requests in flight now, then end the stuck call."""
+        with self._lock:
+            self.dead, self._stuck = reason, reason
+        if self.recovery.serving:
+            self.recovery.fail(reason)
+        exc = self._refusal(reason)
+        for stream in snapshot(self._streams):
+            stream.put(exc)
+        end_stuck_call(self.engine, reason, self._exit_process)
 
     def _close(self, exc: EngineDeadError) -> None:
         with self._lock:
@@ -270,3 +295,6 @@ class AsyncEngine:
                 return
             if cmd is not _STOP and cmd[0] == "add":
                 cmd[-1].put(exc)
+                with self._lock:  # never applied: no longer on its way to the scheduler
+                    self._pending_adds -= 1
+

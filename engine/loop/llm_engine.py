@@ -58,6 +58,7 @@ class LLMEngine:
         self._seq_ids = itertools.count()
         self._dead: str | None = None
         self.expert_load = ExpertLoad(self.executor) if self.model_config.is_moe else None
+        self.step_tokens = 0  # the batch `step` waits on: the watchdog's deadline scales with it
 
     def _eos_ids(self) -> tuple[int, ...]:
         ids = set(self.model_config.eos_token_ids)
@@ -140,6 +141,7 @@ class LLMEngine:
         if not self.in_flight:
             return []
         out, future = self.in_flight.popleft()
+        self.step_tokens = out.num_tokens
         try:
             result = future.result()
         except EngineDeadError as exc:
@@ -202,9 +204,18 @@ class LLMEngine:
             raise EngineDeadError(self._dead)
         try:
             self.executor.check_health()
+            # A round trip to every rank: a stopped process is alive but never answers (the
+            # watchdog bounds this call). Only while idle: nothing else is in flight then.
+            if not self.in_flight:
+                self.executor.collective_rpc("ping")
         except EngineDeadError as exc:
             self._dead = str(exc)
             raise
+
+    def interrupt(self, reason: str) -> bool:
+        """From the watchdog's thread: end a stuck step (executor.interrupt)."""
+        executor = self.executor
+        return executor is not None and executor.interrupt(reason)
 
     def shutdown(self) -> None:
         executor, self.executor = getattr(self, "executor", None), None

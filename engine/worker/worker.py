@@ -86,6 +86,10 @@ class Worker:
             return None
         return result
 
+    def ping(self) -> bool:
+        """The idle health check: a round trip proves the rank's process is not stuck."""
+        return True
+
     def node_info(self) -> dict:
         from onenode.net import node_ip
 

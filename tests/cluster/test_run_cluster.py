@@ -17,6 +17,7 @@ HEAD = ["onenode:test", "10.0.0.1", "--head"]
 
 def run_cluster(*argv: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     full_env = dict(os.environ, PYTHONPATH=str(REPO), ONENODE_CACHE=str(tmp_path / "cache"),
+                    ONENODE_CONFIG=str(tmp_path / "config"),
                     DOCKER_HOST="unix:///nonexistent/docker.sock", **env)
     return subprocess.run([sys.executable, "-m", "cluster.run_cluster", *argv], cwd=REPO,
                           capture_output=True, text=True, timeout=60, env=full_env, check=False)
@@ -73,7 +74,7 @@ def test_dry_run_with_every_option_contains_them_all(tmp_path):
     assert "ports" not in kw
     assert "sk-dry-run-never-shown" not in res.stdout + res.stderr
     assert "hf_secret_never_shown" not in res.stdout + res.stderr
-    assert not (tmp_path / "cache" / "ray_token").exists()  # a dry run creates nothing
+    assert not (tmp_path / "config" / "ray_token").exists()  # a dry run creates nothing
 
 
 def test_serve_on_host_network_without_a_key_is_refused(tmp_path):

@@ -161,6 +161,20 @@ def test_head_gets_fast_failure_detection_workers_do_not():
     assert "RAY_health_check_period_ms" not in worker.env_dict()
 
 
+def test_partition_grace_sets_how_long_ray_waits_before_a_node_is_dead():
+    """A 5 s network blip must not rebuild: the default grace is 10 missed 1 s checks."""
+    _, head = spec_for(BASE)
+    env = head.env_dict()
+    assert int(env["RAY_health_check_failure_threshold"]) * \
+        int(env["RAY_health_check_period_ms"]) / 1000 == 10
+    _, head = spec_for(BASE + ["--partition-grace", "30"])
+    assert head.env_dict()["RAY_health_check_failure_threshold"] == "30"
+    _, head = spec_for(BASE + ["-e", "RAY_health_check_failure_threshold=5"])
+    assert head.env_dict()["RAY_health_check_failure_threshold"] == "5"  # -e still wins
+    with pytest.raises(ConfigError, match="--partition-grace"):
+        parse_run_cluster(BASE + ["--partition-grace", "soon"])
+
+
 def test_operator_options_map_into_the_spec():
     argv = BASE + ["--ipc", "host", "--pid=host", "-p", "127.0.0.1:8000:8000", "--runtime",
                    "nvidia", "--security-opt", "seccomp=unconfined", "--label", "team=ml",

@@ -17,7 +17,7 @@ def test_render_prints_applicable_yaml():
                   "--pipeline-parallel-size", "2", "--kind", "kuberay", "--image", "r/onenode:1")
     assert out.returncode == 0, out.stderr
     kinds = [d["kind"] for d in yaml.safe_load_all(out.stdout) if d]
-    assert kinds == ["RayCluster", "Job", "Service"]
+    assert kinds == ["RayCluster", "Deployment", "Service"]
 
 
 def test_a_layout_that_does_not_fit_is_one_line():

@@ -1,8 +1,8 @@
 """cluster.k8s.lws / kuberay / render: the manifests carry what a run_cluster node carries.
 
-Core kinds (Service, Job, and every pod template as a Pod) are checked against Kubernetes' own
-schemas with kubernetes-validate; the CRD kinds' fields against the v1 CRDs of LeaderWorkerSet
-and KubeRay (fixtures/crd_fields.json)."""
+Core kinds (Service, Deployment, and every pod template as a Pod) are checked against
+Kubernetes' own schemas with kubernetes-validate; the CRD kinds' fields against the v1 CRDs of
+LeaderWorkerSet and KubeRay (fixtures/crd_fields.json)."""
 
 import json
 from pathlib import Path
@@ -36,7 +36,7 @@ def pod_templates(doc: dict):
     if doc["kind"] == "RayCluster":
         return [("head", spec["headGroupSpec"]["template"])] + [
             (g["groupName"], g["template"]) for g in spec["workerGroupSpecs"]]
-    if doc["kind"] == "Job":
+    if doc["kind"] == "Deployment":
         return [("serve", spec["template"])]
     return []
 
@@ -118,8 +118,11 @@ def test_the_api_pod_has_probes_the_key_secret_and_a_service(kind):
                if "ports" in c]
     assert len(serving) == 1
     c = serving[0]
-    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+    for probe in ("readinessProbe", "startupProbe"):
         assert c[probe]["httpGet"] == {"path": "/health", "port": 8000}
+    # Liveness asks only "has the engine given up?": never during its own recovery.
+    assert c["livenessProbe"]["httpGet"] == {"path": "/live", "port": 8000}
+    assert c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"] >= 1800
     key = {e["name"]: e for e in c["env"]}["ONENODE_API_KEY"]
     assert key["valueFrom"]["secretKeyRef"] == {"name": "llm-api-key", "key": "api-key"}
     assert c["command"][:2] == ["bash", "-c"]
@@ -138,18 +141,25 @@ def test_lws_is_one_group_of_n_pods_whose_leader_runs_the_head():
     worker = t["workerTemplate"]["spec"]["containers"][0]
     assert "ray start --head --port 6379" in leader["command"][2]
     assert "--block" not in leader["command"][2]  # serve runs after the head is up
-    assert worker["command"][:5] == ["ray", "start", "--address", "$(LWS_LEADER_ADDRESS):6379",
-                                     "--node-ip-address"]
+    assert worker["command"][:2] == ["bash", "-c"]
+    loop = worker["command"][2]  # a worker up before its leader retries instead of failing
+    assert loop.startswith("for i in $(seq 60); do ray start --address "
+                           "'$(LWS_LEADER_ADDRESS):6379' --node-ip-address")
+    assert "--block && exit 0" in loop and loop.endswith("done; exit 1")
     leader_env = {e["name"]: e.get("value") for e in leader["env"]}
     assert HEAD_HEALTH_ENV.items() <= leader_env.items()  # as run_cluster's head gets them
 
 
 def test_kuberay_cluster_has_n_gpu_pods_and_a_resourceless_serve_node():
-    cluster, job, _ = kuberay.render(layout("kuberay"))
+    cluster, deployment, _ = kuberay.render(layout("kuberay"))
     assert cluster["spec"]["workerGroupSpecs"][0]["replicas"] == 2  # + the head = 3 pods
     assert cluster["spec"]["headGroupSpec"]["rayStartParams"]["num-gpus"] == "4"
     assert cluster["spec"]["rayVersion"].startswith("2.")
-    serve = job["spec"]["template"]["spec"]["containers"][0]
+    # A Deployment restarts the server for ever (a Job gave up after backoffLimit), one at a time.
+    assert deployment["kind"] == "Deployment" and deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["template"]["spec"].get("restartPolicy", "Always") == "Always"
+    serve = deployment["spec"]["template"]["spec"]["containers"][0]
     assert "--address llm-head-svc:6379" in serve["command"][2]
     assert "--num-cpus 0" in serve["command"][2] and "--num-gpus 0" in serve["command"][2]
     assert "resources" not in serve  # the ranks are actors on the GPU pods

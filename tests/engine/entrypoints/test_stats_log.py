@@ -24,3 +24,12 @@ def test_line_shows_each_data_parallel_replica():
     logger = StatsLogger(lambda: stats)
     stats = {**stats, "generation_tokens_total": 10}
     assert logger.line().endswith("Replicas: 0 serving (4 reqs), 1 recovering (0 reqs)")
+
+
+def test_line_names_the_engine_state_while_not_serving():
+    from engine.loop.engine_client import EngineHealth
+
+    health = EngineHealth(alive=False, state="failed", states=(), message="recovery did not "
+                          "succeed within 300s", retry_after_s=60, restarts=2)
+    logger = StatsLogger(lambda: {}, read_health=lambda: health)
+    assert logger.line() == "Engine failed: recovery did not succeed within 300s"

@@ -62,7 +62,7 @@ def test_idle_engine_death_is_noticed_without_traffic(tiny_llama):
 def test_killed_worker_is_rebuilt_and_answers_the_same(tiny_llama):
     """Recovery on (what `onenode serve` does): 503 + Retry-After while rebuilding, then 200, one
     restart counted, and the same greedy answer as before the crash."""
-    from engine.entrypoints.api_server import EngineRebuilder
+    from engine.loop.rebuilder import EngineRebuilder
     from engine.loop.recovery import RecoveryConfig
     from tests.engine.entrypoints.conftest import metric
 

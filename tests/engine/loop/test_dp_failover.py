@@ -13,7 +13,8 @@ import openai
 import pytest
 import uvicorn
 
-from engine.entrypoints.api_server import EngineRebuilder, build_app
+from engine.entrypoints.api_server import build_app
+from engine.loop.rebuilder import EngineRebuilder
 from engine.loop.async_engine import AsyncEngine
 from engine.loop.dp_client import DataParallelClient
 from engine.loop.llm_engine import LLMEngine
