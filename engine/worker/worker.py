@@ -17,6 +17,7 @@ from engine.parallel.distributed_init import (
     pick_device,
 )
 from engine.worker.model_runner import ModelRunner
+from engine.worker.seq_states import SeqStates
 
 
 class Worker:
@@ -30,6 +31,7 @@ class Worker:
         self.local_rank = local_rank
         self.num_threads = num_threads
         self.runner: ModelRunner | None = None
+        self.seq_states = SeqStates()  # steps carry deltas; this rank keeps the whole state
 
     def init_device(self) -> None:
         device = pick_device(self.config.device)
@@ -59,6 +61,7 @@ class Worker:
         self.runner.init_cache(num_blocks)
 
     def execute_model(self, out):
+        out = self.seq_states.apply(out)
         pp = ps.pp()
         intermediate = None
         if pp.rank > 0:
