@@ -48,8 +48,15 @@ def hf_dir(model_dir: Path, gguf_file: str | None, dtype: str) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tmp = Path(tempfile.mkdtemp(dir=model_dir, prefix=".hf-"))
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), gguf_file=gguf_file,
-                                                 dtype="float32")
+    loaded = AutoModelForCausalLM.from_pretrained(str(model_dir), gguf_file=gguf_file,
+                                                  dtype="float32")
+    # transformers marks a GGUF-loaded model as quantized and refuses to save it: copy the
+    # (dequantized) weights into a plain model of the same config.
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype="float32")
+    model.load_state_dict(loaded.state_dict())
     model.save_pretrained(str(tmp), safe_serialization=True)
     AutoTokenizer.from_pretrained(str(model_dir), gguf_file=gguf_file).save_pretrained(str(tmp))
     tmp.rename(target)
