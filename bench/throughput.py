@@ -9,6 +9,10 @@ Warm (default): each repeat builds a fresh `LLM`, warms it with two prompts unre
 workload, then times one `generate`. Cold (`cold=True`): no warm-up, the timed `generate` is the
 first call of a fresh `LLM`, as in a script that loads and generates once. Single stream (one
 32-token prompt, 128 output tokens) runs after the batched call.
+
+A profile (bench/workload.py) names the workload's shape and sampling settings. HF also runs at
+batch 64, which splits the cost of static batching from the kernels'. `peer="vllm"` adds vLLM's
+CPU backend (bench/vllm_peer.py) to every round, on the same token ids and settings.
 """
 
 import statistics
@@ -18,16 +22,26 @@ import torch
 from tqdm.auto import tqdm
 
 from bench.rss import PeakRss
-from bench.workload import make_workload, total_tokens
+from bench.workload import make_workload, profile_workload, total_tokens
 
 SINGLE_OUT = 128
 
 
-def _generate_s(llm, reqs, use_tqdm: bool = False) -> float:
+def sampling_params_kwargs(sampling: dict, max_tokens: int, seed: int) -> dict:
+    """Random profiles seed every request, so reruns draw the same tokens."""
+    kw = dict(sampling, max_tokens=max_tokens, ignore_eos=True)
+    if kw.get("temperature", 1.0) > 0:
+        kw["seed"] = seed
+    return kw
+
+
+def _generate_s(llm, reqs, use_tqdm: bool = False, sampling: dict | None = None,
+                seed: int = 0) -> float:
     from engine import SamplingParams
 
-    params = [SamplingParams(temperature=0, max_tokens=r.output_len, ignore_eos=True)
-              for r in reqs]
+    sampling = sampling or {"temperature": 0.0}
+    params = [SamplingParams(**sampling_params_kwargs(sampling, r.output_len, seed + i))
+              for i, r in enumerate(reqs)]
     prompts = [list(r.prompt_token_ids) for r in reqs]
     start = time.perf_counter()
     outs = llm.generate(prompts, params, use_tqdm=use_tqdm)
@@ -36,7 +50,8 @@ def _generate_s(llm, reqs, use_tqdm: bool = False) -> float:
     return elapsed
 
 
-def run_onenode(model: str, reqs, single, dtype: str, cold: bool, **llm_kwargs) -> dict:
+def run_onenode(model: str, reqs, single, dtype: str, cold: bool, sampling: dict | None = None,
+                **llm_kwargs) -> dict:
     """Seconds for the batched workload and the single stream, on one fresh LLM."""
     from engine import LLM
 
@@ -48,8 +63,9 @@ def run_onenode(model: str, reqs, single, dtype: str, cold: bool, **llm_kwargs) 
             warm = make_workload(2, (16, 16), (8, 8), llm.engine.model_config.vocab_size, 999)
             _generate_s(llm, warm)
         with PeakRss() as rss:
-            batched = _generate_s(llm, reqs, use_tqdm=True)
-        return {"load_s": load_s, "batched_s": batched, "single_s": _generate_s(llm, single),
+            batched = _generate_s(llm, reqs, use_tqdm=True, sampling=sampling)
+        return {"load_s": load_s, "batched_s": batched,
+                "single_s": _generate_s(llm, single, sampling=sampling),
                 "peak_rss_mib": rss.peak / 2**20,
                 "rss_growth_per_request_mib": (rss.peak - rss.start) / 2**20 / len(reqs)}
     finally:
@@ -72,8 +88,19 @@ def load_hf(model: str, dtype: str, device: str = "cpu"):
     return hf.eval().to(device)
 
 
+HF_SAMPLING = ("temperature", "top_p", "top_k", "repetition_penalty")  # frequency: none in HF
+
+
+def hf_generate_kwargs(sampling: dict | None) -> dict:
+    kw = {k: v for k, v in (sampling or {}).items() if k in HF_SAMPLING}
+    kw["do_sample"] = kw.get("temperature", 0.0) > 0
+    if not kw["do_sample"]:
+        kw.pop("temperature", None)
+    return kw
+
+
 @torch.inference_mode()
-def run_hf(hf, reqs, batch_size: int = 16) -> float:
+def run_hf(hf, reqs, batch_size: int = 16, sampling: dict | None = None) -> float:
     order = sorted(reqs, key=lambda r: len(r.prompt_token_ids))
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     pad = hf.config.pad_token_id if hf.config.pad_token_id is not None else 0
@@ -87,7 +114,8 @@ def run_hf(hf, reqs, batch_size: int = 16) -> float:
             mask[i, width - len(r.prompt_token_ids):] = 1
         n = max(r.output_len for r in batch)
         hf.generate(input_ids=ids.to(hf.device), attention_mask=mask.to(hf.device),
-                    max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=pad)
+                    max_new_tokens=n, min_new_tokens=n, pad_token_id=pad,
+                    **hf_generate_kwargs(sampling))
     if hf.device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
@@ -98,29 +126,43 @@ def spread(values: list[float]) -> dict:
             "all": values}
 
 
-def throughput_bench(model: str, dtype: str = "float32", num_requests: int = 64,
+def throughput_bench(model: str, dtype: str = "float32", num_requests: int | None = None,
                      seed: int = 0, skip_hf: bool = False, cold: bool = False,
-                     repeats: int = 1, device: str = "cpu", **llm_kwargs) -> dict:
+                     repeats: int = 1, device: str = "cpu", profile: str = "default",
+                     peer: str | None = None, **llm_kwargs) -> dict:
     from engine.model_source import resolve_model
 
-    cfg = resolve_model(model).model_config
-    reqs = make_workload(num_requests, vocab_size=cfg.vocab_size, seed=seed)
+    src = resolve_model(model)
+    cfg = src.model_config
+    prof, reqs = profile_workload(profile, cfg.vocab_size, num_requests, seed)
+    sampling = prof.sampling_kwargs
     prompt_toks, out_toks = total_tokens(reqs)
     single = make_workload(1, (32, 32), (SINGLE_OUT, SINGLE_OUT), cfg.vocab_size, seed + 1)
     hf = None if skip_hf else load_hf(model, dtype, device)
     if hf is not None and not cold:
         run_hf(hf, single, 1)  # warm-up
+    peer_dir = _peer_dir(peer, src, dtype)
     runs = []
     for _ in range(repeats):
-        run = run_onenode(model, reqs, single, dtype, cold, device=device, **llm_kwargs)
+        run = run_onenode(model, reqs, single, dtype, cold, sampling, device=device,
+                          **llm_kwargs)
         if hf is not None:
-            run["hf_batched_s"] = run_hf(hf, reqs)
-            run["hf_single_s"] = run_hf(hf, single, 1)
+            run["hf_batched_s"] = run_hf(hf, reqs, sampling=sampling)
+            run["hf_batched64_s"] = run_hf(hf, reqs, 64, sampling=sampling)
+            run["hf_single_s"] = run_hf(hf, single, 1, sampling=sampling)
+        if peer_dir is not None:
+            from bench.vllm_peer import run_offline
+
+            peer_run = run_offline(peer_dir, reqs, single, sampling, dtype,
+                                   torch.get_num_threads(), seed)
+            run.update({f"vllm_{k}": v for k, v in peer_run.items()})
         runs.append(run)
-    res = {"model": model, "dtype": dtype, "device": device, "num_requests": num_requests,
+    res = {"model": model, "dtype": dtype, "device": device, "num_requests": len(reqs),
+           "profile": profile, "sampling": sampling, "peer": peer,
            "cold": cold, "repeats": repeats, "prompt_tokens": prompt_toks,
            "output_tokens": out_toks, "threads": torch.get_num_threads(), "runs": runs}
     res.update(_summary(runs, prompt_toks, out_toks, skip_hf))
+    res.update(peer_summary(runs, out_toks))
     res.update(_roofline(cfg.num_params, dtype, device, prompt_toks + out_toks,
                          statistics.median(r["batched_s"] for r in runs),
                          res["onenode_single_stream_tok_s"]["median"]))
@@ -141,6 +183,34 @@ def _summary(runs: list[dict], prompt_toks: int, out_toks: int, skip_hf: bool) -
         res["hf_single_stream_tok_s"] = spread([SINGLE_OUT / r["hf_single_s"] for r in runs])
         res["batched_ratio"] = spread([r["hf_batched_s"] / r["batched_s"] for r in runs])
         res["single_stream_ratio"] = spread([r["hf_single_s"] / r["single_s"] for r in runs])
+    return res
+
+
+def _peer_dir(peer: str | None, src, dtype: str):
+    if peer is None:
+        return None
+    if peer != "vllm":
+        from onenode.errors import ConfigError
+
+        raise ConfigError(f"--peer {peer!r} is not known; use --peer vllm")
+    from bench.vllm_peer import hf_dir, peer_python
+
+    peer_python()  # refuse before any timing when the venv is missing
+    return hf_dir(src.path, src.gguf_file, dtype)
+
+
+def peer_summary(runs: list[dict], out_toks: int) -> dict:
+    """Per-round ratios (the same round's seconds, so neighbours in time are compared)."""
+    res = {}
+    if runs and "hf_batched64_s" in runs[0]:
+        res["hf64_output_tok_s"] = spread([out_toks / r["hf_batched64_s"] for r in runs])
+        res["batched_ratio_hf64"] = spread([r["hf_batched64_s"] / r["batched_s"] for r in runs])
+    if runs and "vllm_batched_s" in runs[0]:
+        res["vllm_output_tok_s"] = spread([out_toks / r["vllm_batched_s"] for r in runs])
+        res["vllm_single_stream_tok_s"] = spread([SINGLE_OUT / r["vllm_single_s"] for r in runs])
+        res["batched_ratio_vllm"] = spread([r["vllm_batched_s"] / r["batched_s"] for r in runs])
+        res["single_stream_ratio_vllm"] = spread([r["vllm_single_s"] / r["single_s"]
+                                                  for r in runs])
     return res
 
 

@@ -42,6 +42,9 @@ class Scheduler:
         self.running: list[Sequence] = []
         self.seqs: dict[int, Sequence] = {}
         self._finished_ids: list[int] = []
+        self._preempted_ids: list[int] = []
+        # seq_id -> (blocks, output tokens) the workers hold; absent: send the full state.
+        self._sent: dict[int, tuple[int, int]] = {}
         self._pending_finish: dict[int, str] = {}
         self._step = 0
         self.num_preemptions = 0
@@ -95,8 +98,8 @@ class Scheduler:
             # Keep finished ids for the next step that actually reaches the workers.
             return SchedulerOutput([], self._step)
         out = SchedulerOutput([self._to_scheduled(seq, n) for seq, n in chosen], self._step,
-                              self._finished_ids)
-        self._finished_ids = []
+                              self._finished_ids, self._preempted_ids)
+        self._finished_ids, self._preempted_ids = [], []
         return out
 
     def _schedule_running(self, chosen, budget: int, cap: int) -> int:
@@ -137,6 +140,8 @@ class Scheduler:
 
     def _preempt(self, seq: Sequence, count: bool = True) -> None:
         self.bm.free(seq)
+        if self._sent.pop(seq.seq_id, None) is not None:
+            self._preempted_ids.append(seq.seq_id)
         seq.num_computed_tokens = 0
         seq.status = SeqStatus.WAITING
         self.running.remove(seq)
@@ -173,13 +178,23 @@ class Scheduler:
         tokens = seq.all_token_ids[start:start + n]
         seq.num_computed_tokens += n
         seq.in_flight += 1
+        sent = self._sent.get(seq.seq_id)
+        self._sent[seq.seq_id] = (len(seq.block_table), len(seq.output_token_ids))
+        sample = seq.num_computed_tokens == seq.num_tokens
+        bans = self._min_tokens_bans(seq)
+        if sent is not None:
+            return ScheduledSeq(
+                seq_id=seq.seq_id, token_ids=tokens, start_pos=start,
+                block_table=seq.block_table[sent[0]:], sample=sample, params=None,
+                output_token_ids=seq.output_token_ids[sent[1]:], banned_token_ids=bans,
+                context_len=seq.num_tokens, full=False)
         penalty = seq.params.repetition_penalty != 1.0
         return ScheduledSeq(
             seq_id=seq.seq_id, token_ids=tokens, start_pos=start,
-            block_table=list(seq.block_table), sample=seq.num_computed_tokens == seq.num_tokens,
+            block_table=list(seq.block_table), sample=sample,
             params=seq.params, output_token_ids=list(seq.output_token_ids),
             prompt_token_ids=list(seq.prompt_token_ids) if penalty else None,
-            banned_token_ids=self._min_tokens_bans(seq), context_len=seq.num_tokens)
+            banned_token_ids=bans, context_len=seq.num_tokens)
 
     def _min_tokens_bans(self, seq: Sequence) -> list[int] | None:
         """vLLM's min_tokens: EOS (unless ignore_eos) and stop_token_ids cannot be sampled yet."""
@@ -254,6 +269,7 @@ class Scheduler:
         seq.status = SeqStatus.FINISHED
         seq.finish_reason = reason
         self.seqs.pop(seq.seq_id, None)
+        self._sent.pop(seq.seq_id, None)
         self._finished_ids.append(seq.seq_id)
 
     def abort_request(self, request_id: str) -> None:

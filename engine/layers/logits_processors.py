@@ -14,7 +14,7 @@ NEG_INF = float("-inf")
 
 
 def process_logits(logits: torch.Tensor, seqs: list[ScheduledSeq]) -> torch.Tensor:
-    """`logits` [N, V] float32 on CPU; returns a processed copy (the input stays raw)."""
+    """`logits` [N, V] float32 on any device; returns a processed copy (the input stays raw)."""
     if not any(_needs_processing(s) for s in seqs):
         return logits
     raw, logits = logits, logits.clone()
@@ -37,18 +37,18 @@ def _needs_processing(s: ScheduledSeq) -> bool:
 def _process_row(row: torch.Tensor, s: ScheduledSeq) -> None:
     p, vocab = s.params, row.numel()
     if s.grammar_bitmask is not None:
-        row.masked_fill_(~unpack_bitmask(s.grammar_bitmask, vocab), NEG_INF)
+        row.masked_fill_(~unpack_bitmask(s.grammar_bitmask, vocab).to(row.device), NEG_INF)
     if p.allowed_token_ids:
-        keep = torch.zeros(vocab, dtype=torch.bool)
-        keep[torch.tensor(p.allowed_token_ids, dtype=torch.long)] = True
+        keep = torch.zeros(vocab, dtype=torch.bool, device=row.device)
+        keep[torch.tensor(p.allowed_token_ids, dtype=torch.long, device=row.device)] = True
         row.masked_fill_(~keep, NEG_INF)
     banned = list(s.banned_token_ids or ()) + bad_word_bans(p._bad_words_token_ids,
                                                             s.output_token_ids)
     if banned:
-        row[torch.tensor(banned, dtype=torch.long)] = NEG_INF
+        row[torch.tensor(banned, dtype=torch.long, device=row.device)] = NEG_INF
     if p.logit_bias:
-        ids = torch.tensor(list(p.logit_bias), dtype=torch.long)
-        row[ids] += torch.tensor(list(p.logit_bias.values()), dtype=row.dtype)
+        ids = torch.tensor(list(p.logit_bias), dtype=torch.long, device=row.device)
+        row[ids] += torch.tensor(list(p.logit_bias.values()), dtype=row.dtype, device=row.device)
     if p.has_penalties:
         apply_penalties(row, s.prompt_token_ids or [], s.output_token_ids, p.repetition_penalty,
                         p.frequency_penalty, p.presence_penalty)
@@ -81,7 +81,8 @@ def apply_penalties(row: torch.Tensor, prompt: list[int], output: list[int], rep
     the penalty once, for tokens of the output only."""
     vocab = row.numel()
     if repetition != 1.0:
-        seen = torch.tensor(sorted({t for t in prompt + output if t < vocab}), dtype=torch.long)
+        seen = torch.tensor(sorted({t for t in prompt + output if t < vocab}), dtype=torch.long,
+                            device=row.device)
         if len(seen):
             vals = row[seen]
             fixed = torch.where(vals > 0, vals / repetition, vals * repetition)
@@ -89,5 +90,6 @@ def apply_penalties(row: torch.Tensor, prompt: list[int], output: list[int], rep
             limit = torch.finfo(row.dtype).max / 4
             row[seen] = fixed.nan_to_num(posinf=limit, neginf=-limit).clamp(-limit, limit)
     if output and (frequency or presence):
-        counts = torch.bincount(torch.tensor(output, dtype=torch.long), minlength=vocab)[:vocab]
+        out_ids = torch.tensor(output, dtype=torch.long, device=row.device)
+        counts = torch.bincount(out_ids, minlength=vocab)[:vocab]
         row -= frequency * counts.to(row.dtype) + presence * (counts > 0).to(row.dtype)

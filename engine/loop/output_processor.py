@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass, field
 
+from engine.loop.detokenizer import IncrementalDetokenizer
 from engine.outputs import CompletionOutput, RequestOutput
 
 
@@ -14,6 +15,7 @@ class RequestState:
     completions: list[CompletionOutput] = field(default_factory=list)
     seq_ids: list[int] = field(default_factory=list)
     num_cached_tokens: int = 0
+    detokenizers: dict[int, IncrementalDetokenizer] = field(default_factory=dict)  # by index
 
     @property
     def finished(self) -> bool:
@@ -39,7 +41,11 @@ class OutputProcessor:
         if logprob_entry is not None:
             comp.logprobs = (comp.logprobs or []) + [logprob_entry]
         params = state.params
-        text = self.tokenizer.decode(token_ids, skip_special_tokens=params.skip_special_tokens)
+        detok = state.detokenizers.get(index)
+        if detok is None:
+            detok = state.detokenizers[index] = IncrementalDetokenizer(
+                self.tokenizer, params.skip_special_tokens)
+        text = detok.decode(token_ids)
         # vLLM: stop strings only count once min_tokens tokens exist.
         stops = params.stop_strings if len(token_ids) >= params.min_tokens else ()
         hit = _first_stop(text, stops, len(comp.text))

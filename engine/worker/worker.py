@@ -19,6 +19,7 @@ from engine.parallel.distributed_init import (
 )
 from engine.worker.model_runner import ModelRunner
 from onenode.errors import ConfigError
+from engine.worker.seq_states import SeqStates
 
 
 class Worker:
@@ -32,6 +33,7 @@ class Worker:
         self.local_rank = local_rank
         self.num_threads = num_threads
         self.runner: ModelRunner | None = None
+        self.seq_states = SeqStates()  # steps carry deltas; this rank keeps the whole state
 
     def init_device(self) -> None:
         device = pick_device(self.config.device)
@@ -75,6 +77,7 @@ class Worker:
         return ps.tp().rank, expert_load(self.runner.model)
 
     def execute_model(self, out):
+        out = self.seq_states.apply(out)
         pp = ps.pp()
         intermediate = None
         if pp.rank > 0:

@@ -15,6 +15,7 @@ from engine.core.scheduler_output import (
 )
 from engine.core.sequence import Sequence
 from engine.sampling_params import SamplingParams
+from engine.worker.seq_states import SeqStates
 
 VOCAB = 50
 
@@ -30,9 +31,11 @@ class FakeModel:
     def __init__(self, bm: BlockManager):
         self.bm = bm
         self.kv: list[list[int | None]] = [[None] * bm.block_size for _ in range(bm.num_blocks)]
+        self.states = SeqStates()  # steps carry deltas, as to a real worker
 
     def execute(self, out: SchedulerOutput) -> ModelRunnerOutput:
         bs, sampled = self.bm.block_size, {}
+        out = self.states.apply(out)
         for s in out.seqs:
             for j, tok in enumerate(s.token_ids):
                 pos = s.start_pos + j

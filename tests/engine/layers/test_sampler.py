@@ -14,7 +14,8 @@ from transformers.generation.logits_process import (
 )
 
 from engine.core.scheduler_output import ScheduledSeq
-from engine.layers.sampler import filter_logits, sample
+from engine.layers.sampler import sample
+from engine.layers.sampling_filters import filter_logits as batched_filter
 from engine.sampling_params import SamplingParams
 
 torch.set_num_threads(1)
@@ -24,6 +25,13 @@ V = 64
 def row(seq_id=0, outputs=(), prompt=None, **params) -> ScheduledSeq:
     return ScheduledSeq(seq_id, [1], 0, [0], True, SamplingParams(**params),
                         output_token_ids=list(outputs), prompt_token_ids=prompt)
+
+
+def filter_logits(row, temperature, top_k, top_p, min_p) -> torch.Tensor:
+    """One row through the batched filters."""
+    t = lambda v, dtype=torch.float32: torch.tensor([v], dtype=dtype)
+    return batched_filter(row.unsqueeze(0), t(temperature), t(top_k, torch.long), t(top_p),
+                          t(min_p))[0]
 
 
 def random_logits(n: int, seed: int = 0) -> torch.Tensor:
