@@ -157,6 +157,15 @@ def _yarn_factor(rope: Rope) -> float:
     return rope.param("factor") or rope.max_position_embeddings / rope.original_max_positions
 
 
+def softmax_mscale(rope: Rope) -> float:
+    """What DeepSeek multiplies its softmax scale by: mscale(factor, mscale_all_dim)^2 when its
+    rope is scaled and the config sets mscale_all_dim, else 1 (HF's yarn_apply_mscale)."""
+    if rope.kind == "default" or not rope.param("mscale_all_dim"):
+        return 1.0
+    m = yarn_get_mscale(_yarn_factor(rope), rope.param("mscale_all_dim"))
+    return m * m
+
+
 def attention_factor(rope: Rope) -> float:
     """HF's attention_scaling: cos and sin are multiplied by it (yarn and longrope only)."""
     explicit = rope.param("attention_factor")

@@ -24,7 +24,8 @@ from engine.layers.linear import ColumnParallelLinear, Part, RowParallelLinear
 from engine.layers.mla_attention import MLAAttention
 from engine.layers.moe import SparseMoeBlock
 from engine.layers.norm import RMSNorm
-from engine.layers.yarn_rotary import YarnRotaryEmbedding, softmax_mscale
+from engine.layers.rope_scaling import softmax_mscale
+from engine.layers.rotary import RotaryEmbedding
 from engine.model_config import ModelConfig
 from engine.models.llama import LlamaMLP
 from engine.parallel.parallel_state import tp
@@ -58,7 +59,7 @@ def _deinterleave(x: torch.Tensor) -> torch.Tensor:
 
 
 class DeepseekV3Attention(nn.Module):
-    def __init__(self, cfg: ModelConfig, rotary: YarnRotaryEmbedding):
+    def __init__(self, cfg: ModelConfig, rotary: RotaryEmbedding):
         super().__init__()
         heads = cfg.num_heads
         self.heads = heads // tp().size
@@ -80,7 +81,7 @@ class DeepseekV3Attention(nn.Module):
         self.kv_b_proj.packed = False  # read per head by the attention, never run as a GEMM
         self.o_proj = RowParallelLinear(heads * cfg.v_head_dim, cfg.hidden_size, bias=False)
         self.rotary, self.interleave = rotary, cfg.rope_interleave
-        scale = qk ** -0.5 * softmax_mscale(cfg.rope_scaling, cfg.max_position_embeddings)
+        scale = qk ** -0.5 * softmax_mscale(rotary.rope)
         self.attn = MLAAttention(self.heads, self.nope, cfg.v_head_dim, self.rank, self.rope,
                                  scale)
 
@@ -99,7 +100,7 @@ class DeepseekV3Attention(nn.Module):
 
 
 class DeepseekV3DecoderLayer(nn.Module):
-    def __init__(self, cfg: ModelConfig, layer: int, rotary: YarnRotaryEmbedding):
+    def __init__(self, cfg: ModelConfig, layer: int, rotary: RotaryEmbedding):
         super().__init__()
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.norm_eps)
         self.self_attn = DeepseekV3Attention(cfg, rotary)
@@ -133,7 +134,7 @@ class DeepseekV3ForCausalLM(nn.Module):
         self.is_first, self.is_last = is_first, is_last
         self.embed_tokens = VocabParallelEmbedding(cfg.vocab_size, cfg.hidden_size) \
             if is_first else None
-        rotary = YarnRotaryEmbedding(cfg.qk_rope_head_dim, cfg.max_position_embeddings,
+        rotary = RotaryEmbedding(cfg.qk_rope_head_dim, cfg.max_position_embeddings,
                                      cfg.rope_theta, cfg.rope_scaling)
         self.layers = nn.ModuleDict({str(i): DeepseekV3DecoderLayer(cfg, i, rotary)
                                      for i in range(*layer_range)})

@@ -106,11 +106,11 @@ def test_cached_prefix_chunks_and_pytorch_fallback_match_hf(yarn_model, monkeypa
 
 
 def _rotate_all_but_k_pe(monkeypatch):
-    from engine.layers.yarn_rotary import YarnRotaryEmbedding
+    from engine.layers.rotary import RotaryEmbedding
 
-    rotate = YarnRotaryEmbedding.forward
-    monkeypatch.setattr(YarnRotaryEmbedding, "forward", lambda self, pos, x: torch.cat(
-        (rotate(self, pos, x[:, :-1]), x[:, -1:]), dim=1))  # k_pe is the last "head"
+    rotate = RotaryEmbedding.forward
+    monkeypatch.setattr(RotaryEmbedding, "forward", lambda self, pos, x, meta=None: torch.cat(
+        (rotate(self, pos, x[:, :-1], meta), x[:, -1:]), dim=1))  # k_pe is the last "head"
 
 
 BUGS = {

@@ -1,10 +1,12 @@
-"""YaRN as DeepSeek uses it, against HF's own rope init and attention scale, at positions past
-original_max_position_embeddings."""
+"""YaRN as DeepSeek uses it (the shared rope module: rope_scaling.py, rotary.py), against HF's
+DeepSeek-V3 rope init and softmax mscale, at positions past original_max_position_embeddings."""
 
 import pytest
 import torch
 
-from engine.layers.yarn_rotary import YarnRotaryEmbedding, softmax_mscale, yarn_parameters
+from engine.layers.rope_scaling import Rope, attention_factor, inv_freq, normalize_scaling, \
+    softmax_mscale
+from engine.layers.rotary import RotaryEmbedding
 from tests.engine.tiny_models import DEEPSEEK_YARN
 
 # DeepSeek-V3's published rope_scaling (mscale == mscale_all_dim: cos/sin unscaled) and the
@@ -26,12 +28,19 @@ def _hf(scaling: dict, rope_dim: int, max_positions: int):
     return DeepseekV3RotaryEmbedding(cfg), yarn_apply_mscale(cfg.rope_parameters, 1.0)
 
 
+def _rope(scaling: dict | None, dim: int, max_positions: int) -> Rope:
+    theta = (scaling or {}).get("rope_theta", 10000.0)
+    return Rope(dim, theta, max_positions,
+                normalize_scaling(scaling, {"max_position_embeddings": max_positions}))
+
+
 @pytest.mark.parametrize("scaling, dim, max_pos", CASES)
 def test_inv_freq_and_attention_factor_equal_hf(scaling, dim, max_pos):
     hf, _ = _hf(scaling, dim, max_pos)
-    inv, factor = yarn_parameters(dim, scaling["rope_theta"], scaling, max_pos)
-    assert torch.equal(inv, hf.inv_freq)
-    assert factor == pytest.approx(hf.attention_scaling, rel=1e-12)
+    rope = _rope(scaling, dim, max_pos)
+    inv = torch.tensor(inv_freq(rope), dtype=torch.float32)
+    torch.testing.assert_close(inv, hf.inv_freq, rtol=1e-6, atol=0)
+    assert attention_factor(rope) == pytest.approx(hf.attention_scaling, rel=1e-12)
 
 
 @pytest.mark.parametrize("scaling, dim, max_pos", CASES)
@@ -40,7 +49,8 @@ def test_cos_sin_past_the_original_length_equal_hf(scaling, dim, max_pos):
     original = scaling["original_max_position_embeddings"]
     positions = torch.tensor([0, 1, original - 1, original, original + 7, max_pos - 1])
     cos, sin = hf(torch.zeros(1, dtype=torch.float32), positions[None])
-    ours = YarnRotaryEmbedding(dim, max_pos, scaling["rope_theta"], scaling)
+    ours = RotaryEmbedding(dim, max_pos, scaling["rope_theta"],
+                           normalize_scaling(scaling, {"max_position_embeddings": max_pos}))
     x = torch.randn(len(positions), 1, dim)
     half = dim // 2
     ref = x * cos[0, :, None] + torch.cat((-x[..., half:], x[..., :half]), -1) * sin[0, :, None]
@@ -51,12 +61,12 @@ def test_cos_sin_past_the_original_length_equal_hf(scaling, dim, max_pos):
 @pytest.mark.parametrize("scaling, dim, max_pos", CASES)
 def test_softmax_mscale_equals_hf(scaling, dim, max_pos):
     _, hf_scale = _hf(scaling, dim, max_pos)
-    assert softmax_mscale(scaling, max_pos) == pytest.approx(hf_scale, rel=1e-12)
+    assert softmax_mscale(_rope(scaling, dim, max_pos)) == pytest.approx(hf_scale, rel=1e-12)
 
 
 def test_no_scaling_is_plain_rope():
-    assert softmax_mscale(None, 128) == 1.0
-    rope = YarnRotaryEmbedding(8, 128, 10000.0, None)
+    assert softmax_mscale(_rope(None, 8, 128)) == 1.0
+    rope = RotaryEmbedding(8, 128, 10000.0, None)
     x = torch.randn(3, 2, 8)
     pos = torch.tensor([0, 5, 100])
     inv = 1.0 / (10000.0 ** (torch.arange(0, 8, 2, dtype=torch.float64) / 8))
