@@ -295,21 +295,3 @@ def test_min_tokens_bans_eos_and_stop_ids_until_reached():
     assert [s.banned_token_ids for s in out.seqs] == [None, None]
     sched.update_from_output(out, ModelRunnerOutput({0: SampledToken(2), 1: SampledToken(5)}))
     assert 0 not in sched.seqs  # EOS ends it once min_tokens is met
-
-
-def test_recompute_at_recomputes_a_sequence_crossing_it_from_token_zero():
-    """longrope's boundary: at recompute_at + 1 tokens the whole sequence is computed again
-    (every key moves to the long factors), once, and not counted as a preemption."""
-    sched = make_scheduler(caching=False)
-    sched.recompute_at = 8
-    model = FakeModel(sched.bm)
-    sched.add(make_seq(0, range(6), max_tokens=6))
-    sched.add(make_seq(1, range(20, 32), max_tokens=2))  # past the boundary from the start
-    out, _ = step(sched, model)
-    assert [(s.start_pos, len(s.token_ids), s.context_len) for s in out.seqs] == [
-        (0, 6, 6), (0, 12, 12)]
-    for want in [(6, 1, 7), (7, 1, 8), (0, 9, 9), (9, 1, 10)]:
-        out, _ = step(sched, model)
-        assert (out.seqs[0].start_pos, len(out.seqs[0].token_ids),
-                out.seqs[0].context_len) == want
-    assert sched.num_preemptions == 0
