@@ -206,8 +206,6 @@ def run_server(engine_config: EngineConfig, server: ServerConfig | None = None) 
     """Load the engine, serve until Ctrl-C / SIGTERM (streams in flight drain for up to
     --shutdown-timeout seconds), then stop the engine and its workers. Exits non-zero when the
     engine failed and could not recover, so an outer supervisor restarts the server."""
-    from engine.loop.llm_engine import LLMEngine
-
     server = server or ServerConfig()
     host, port, api_key = server.host, server.port, server.api_keys()
     secrets_filter = SecretFilter([*api_key, os.environ.get("HF_TOKEN"),
@@ -216,19 +214,7 @@ def run_server(engine_config: EngineConfig, server: ServerConfig | None = None) 
     # SIGTERM while the model loads must still run the cleanup below (workers are processes).
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     box: dict = {}
-    if engine_config.data_parallel_size > 1:
-        from engine.entrypoints.dp_serve import start_data_parallel
-
-        async_engine, what = start_data_parallel(engine_config, server, EngineRebuilder,
-                                                 lambda: _stop_failed(box))
-    else:
-        engine = LLMEngine(engine_config)
-        async_engine = AsyncEngine(engine,
-                                   rebuilder=EngineRebuilder(engine_config, engine.backend),
-                                   recovery=server.recovery_config(),
-                                   watchdog=server.watchdog_config(),
-                                   on_failed=lambda: _stop_failed(box))
-        what = f"{engine.backend} backend, {engine.num_blocks} KV blocks"
+    async_engine, what = _start_engines(engine_config, server, lambda: _stop_failed(box))
     try:
         name = server.served_model_name or engine_config.model
         app = build_app(async_engine, name, engine_config.model, server=server)
@@ -245,6 +231,22 @@ def run_server(engine_config: EngineConfig, server: ServerConfig | None = None) 
     if box.get("failed"):
         log.error("exiting: %s", async_engine.health().message)
         raise SystemExit(1)
+
+
+def _start_engines(engine_config: EngineConfig, server: ServerConfig, on_failed):
+    """The EngineClient to serve: one engine, or data-parallel replicas behind a router; and
+    the words the start-up line uses for it."""
+    if engine_config.data_parallel_size > 1:
+        from engine.entrypoints.dp_serve import start_data_parallel
+
+        return start_data_parallel(engine_config, server, EngineRebuilder, on_failed)
+    from engine.loop.llm_engine import LLMEngine
+
+    engine = LLMEngine(engine_config)
+    client = AsyncEngine(engine, rebuilder=EngineRebuilder(engine_config, engine.backend),
+                         recovery=server.recovery_config(), watchdog=server.watchdog_config(),
+                         on_failed=on_failed)
+    return client, f"{engine.backend} backend, {engine.num_blocks} KV blocks"
 
 
 def _server(app, server: ServerConfig, secrets_filter):

@@ -76,22 +76,8 @@ class LLMEngine:
         if request_id in self.requests:
             raise ConfigError(f"request id {request_id!r} is already in use; use a unique id")
         resume = prompt if isinstance(prompt, Resume) else None
-        if resume is not None:  # a request migrated from a dead replica (migration.py)
-            prompt_text, token_ids = resume.prompt_text, list(resume.prompt_token_ids)
-        elif isinstance(prompt, str):
-            prompt_text, token_ids = prompt, self.tokenizer.encode(prompt)
-        else:
-            token_ids = list(prompt)
-        if not token_ids:
-            raise ConfigError("the prompt is empty; give at least one token")
-        if (params.logprobs or 0) > self.config.max_logprobs:
-            raise ConfigError(f"SamplingParams.logprobs={params.logprobs} is invalid; it must be "
-                              f"<= max_logprobs={self.config.max_logprobs} (raise --max-logprobs)")
-        if len(token_ids) >= self.max_model_len:
-            raise ConfigError(
-                f"the prompt has {len(token_ids)} tokens but max_model_len is "
-                f"{self.max_model_len} (room for at least one new token is needed); shorten the "
-                f"prompt or raise --max-model-len")
+        prompt_text, token_ids = self._prompt_tokens(prompt, prompt_text)
+        self._check_request(token_ids, params)
         params.bind_tokenizer(self.tokenizer, self.model_config.vocab_size)
         grammar = None
         if params.structured_outputs is not None:
@@ -113,6 +99,25 @@ class LLMEngine:
                 self._add_grammar(seq, grammar, params.structured_outputs)
             self.scheduler.add(seq)
         self.requests[request_id] = state
+
+    def _prompt_tokens(self, prompt, prompt_text: str | None) -> tuple[str | None, list[int]]:
+        if isinstance(prompt, Resume):  # a request migrated from a dead replica (migration.py)
+            return prompt.prompt_text, list(prompt.prompt_token_ids)
+        if isinstance(prompt, str):
+            return prompt, self.tokenizer.encode(prompt)
+        return prompt_text, list(prompt)
+
+    def _check_request(self, token_ids: list[int], params: SamplingParams) -> None:
+        if not token_ids:
+            raise ConfigError("the prompt is empty; give at least one token")
+        if (params.logprobs or 0) > self.config.max_logprobs:
+            raise ConfigError(f"SamplingParams.logprobs={params.logprobs} is invalid; it must be "
+                              f"<= max_logprobs={self.config.max_logprobs} (raise --max-logprobs)")
+        if len(token_ids) >= self.max_model_len:
+            raise ConfigError(
+                f"the prompt has {len(token_ids)} tokens but max_model_len is "
+                f"{self.max_model_len} (room for at least one new token is needed); shorten the "
+                f"prompt or raise --max-model-len")
 
     def _add_grammar(self, seq: Sequence, grammar, structured_outputs) -> None:
         self.structured.add(seq.seq_id, grammar, structured_outputs)
