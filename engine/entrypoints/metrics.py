@@ -50,17 +50,7 @@ class _EngineStatsCollector:
         yield gauge("engine_alive", "1 while the engine loop and workers are alive.",
                     1 if self.async_engine.alive else 0)
         health = self.async_engine.health()
-        # Named as the runbook's alerts expect: restarts of the engine, and its state.
-        restarts = CounterMetricFamily("onenode_engine_restarts", "Engine rebuilds after a "
-                                       "rank died or a step hung.", labels=["model_name"])
-        restarts.add_metric(labels, float(health.restarts))
-        yield restarts
-        state = GaugeMetricFamily("onenode_engine_state", "1 for the engine's current state "
-                                  "(serving, degraded, recovering, failed).",
-                                  labels=["model_name", "state"])
-        for s in health.states:
-            state.add_metric(labels + [s], 1.0 if s == health.state else 0.0)
-        yield state
+        yield from _health_metrics(labels, health)
         yield from _expert_metrics(stats, labels)
         yield from _replica_metrics(labels, health, stats)
         yield counter("num_preemptions", "Cumulative preemptions from the engine.",
@@ -69,6 +59,20 @@ class _EngineStatsCollector:
                       stats.get("prefix_cache_queries", 0))
         yield counter("prefix_cache_hits", "Prefix cache hits, in tokens.",
                       stats.get("prefix_cache_hits", 0))
+
+
+def _health_metrics(labels: list[str], health):
+    """Named as the runbook's alerts expect: restarts of the engine, and its state."""
+    restarts = CounterMetricFamily("onenode_engine_restarts", "Engine rebuilds after a "
+                                   "rank died or a step hung.", labels=["model_name"])
+    restarts.add_metric(labels, float(health.restarts))
+    yield restarts
+    state = GaugeMetricFamily("onenode_engine_state", "1 for the engine's current state "
+                              "(serving, degraded, recovering, failed).",
+                              labels=["model_name", "state"])
+    for s in health.states:
+        state.add_metric(labels + [s], 1.0 if s == health.state else 0.0)
+    yield state
 
 
 def _expert_metrics(stats: dict, labels: list[str]):
