@@ -9,7 +9,7 @@ from engine import LLM, SamplingParams
 model, tp, pp = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 prompts = json.loads(sys.argv[4])
 sp = SamplingParams(temperature=0, max_tokens=int(sys.argv[5]), ignore_eos=True)
-kw = dict(kv_cache_space_gib=0.25, max_model_len=1024, dtype="float32")
+kw = dict(kv_cache_space_gib=0.25, max_model_len=256, dtype="float32")
 llm = LLM(model, tensor_parallel_size=tp, pipeline_parallel_size=pp,
           distributed_executor_backend="ray",
           enable_expert_parallel="--enable-expert-parallel" in sys.argv, **kw)
