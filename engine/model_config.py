@@ -157,7 +157,9 @@ def _guess_arch(model_type: str) -> str | None:
 
 
 def _common(cfg: dict) -> dict:
-    return dict(torch_dtype=str(cfg.get("torch_dtype") or "float32").replace("torch.", ""),
+    # transformers 5 writes `dtype`, 4.x wrote `torch_dtype`: either is the checkpoint's dtype.
+    saved = cfg.get("dtype") or cfg.get("torch_dtype") or "float32"
+    return dict(torch_dtype=str(saved).replace("torch.", ""),
                 eos_token_ids=_eos_ids(cfg), bos_token_id=cfg.get("bos_token_id"),
                 **_quantization(cfg.get("quantization_config")))
 
