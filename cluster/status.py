@@ -74,7 +74,8 @@ def render(rows: list[dict], serving: str | None = None) -> None:
 # Asked from inside the head (loopback there): the answer of the server's /health and its reason.
 HEALTH_SNIPPET = (
     "import urllib.request, urllib.error\n"
-    "try:\n print(urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=5).status)\n"
+    "try:\n r = urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=5)\n"
+    " print(r.status, r.read().decode()[:300])\n"
     "except urllib.error.HTTPError as e:\n print(e.code, e.read().decode()[:300])\n"
     "except OSError:\n print(0)\n")
 
@@ -91,8 +92,19 @@ def serving_state(name: str) -> str | None:
     if code != 0 or status == "0":
         return "not serving"
     if status == "200":
-        return "serving"
+        return _serving(body)
     try:
         return json.loads(body)["error"]["message"]
     except (ValueError, KeyError):
         return f"unhealthy (HTTP {status})"
+
+
+def _serving(body: str) -> str:
+    """`serving`, or `serving degraded: LAYOUT` while the engine serves a re-planned layout."""
+    try:
+        health = json.loads(body)
+    except ValueError:
+        return "serving"
+    if isinstance(health, dict) and health.get("degraded"):
+        return f"serving degraded: {health.get('layout')}"
+    return "serving"

@@ -100,8 +100,11 @@ def _open_routes(app: FastAPI, async_engine: EngineClient, serving: OpenAIServin
 
     @app.get("/health")
     async def health():
+        state = async_engine.health()
         replicas = [{"replica": r.replica, "state": r.state, "restarts": r.restarts}
-                    for r in async_engine.health().replicas]
+                    for r in state.replicas]
+        if async_engine.alive and state.degraded:  # a re-planned layout: serving, but say so
+            return {"state": "serving", "degraded": True, "layout": state.degraded}
         if async_engine.alive:
             # Data parallel: 200 while any replica serves, with each one's state.
             return {"state": "serving", "replicas": replicas} if replicas else \
@@ -243,9 +246,11 @@ def _start_engines(engine_config: EngineConfig, server: ServerConfig, on_failed)
     from engine.loop.llm_engine import LLMEngine
 
     engine = LLMEngine(engine_config)
-    client = AsyncEngine(engine, rebuilder=EngineRebuilder(engine_config, engine.backend),
-                         recovery=server.recovery_config(), watchdog=server.watchdog_config(),
-                         on_failed=on_failed)
+    rebuilder = EngineRebuilder(engine_config, engine.backend, server.replan_after,
+                                engine.model_config)
+    client = AsyncEngine(engine, rebuilder=rebuilder, recovery=server.recovery_config(),
+                         watchdog=server.watchdog_config(), on_failed=on_failed,
+                         grow_back_drain_s=server.shutdown_timeout)
     return client, f"{engine.backend} backend, {engine.num_blocks} KV blocks"
 
 

@@ -73,6 +73,11 @@ def _health_metrics(labels: list[str], health):
     for s in health.states:
         state.add_metric(labels + [s], 1.0 if s == health.state else 0.0)
     yield state
+    degraded = GaugeMetricFamily("onenode_engine_degraded", "1 while the engine serves a "
+                                 "re-planned layout because a node is gone (--replan-after).",
+                                 labels=["model_name"])
+    degraded.add_metric(labels, 1.0 if health.degraded else 0.0)
+    yield degraded
 
 
 def _expert_metrics(stats: dict, labels: list[str]):

@@ -53,6 +53,11 @@ class ServerConfig:
     recovery: bool = option(
         True, flags=("--recovery/--no-recovery",),
         help="rebuild the engine after a rank dies (--no-recovery: stay dead, /health 503)")
+    replan_after: float = option(
+        120.0, range=(0, None),
+        help="ray backend: seconds a node may be gone before the engine re-plans onto the nodes "
+             "that remain (fewer pipeline stages) and serves degraded; it grows back when the "
+             "node returns (0: never re-plan, wait for the node)")
     max_migrations: int = option(
         1, range=(0, None),
         help="with --data-parallel-size > 1: times a request may move to a live replica when its "

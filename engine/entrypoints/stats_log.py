@@ -55,7 +55,8 @@ class StatsLogger:
         return (f"Avg prompt throughput: {prompt / dt:.1f} tokens/s, Avg generation throughput: "
                 f"{gen / dt:.1f} tokens/s, Running: {running} reqs, Swapped: 0 reqs, Pending: "
                 f"{waiting} reqs, KV cache usage: {100 * stats.get('kv_cache_usage', 0):.1f}%, "
-                f"Prefix cache hit rate: {100 * hit_rate:.1f}%{experts}{_replicas(stats)}")
+                f"Prefix cache hit rate: {100 * hit_rate:.1f}%{experts}{_replicas(stats)}"
+                + (f", Degraded: {health.degraded}" if health and health.degraded else ""))
 
     async def run(self) -> None:
         while True:

@@ -15,9 +15,11 @@ import time
 from collections.abc import AsyncIterator
 
 from engine.loop.engine_client import EngineHealth
+from engine.loop.engine_health import engine_health, refusal
 from engine.loop.request_stream import RequestStream, deliver, snapshot
 from engine.loop.bounded_call import bounded_call
-from engine.loop.recovery import EngineState, Recovery, RecoveryConfig, rebuild
+from engine.loop.grow_back import GrowBack, GrowingBack
+from engine.loop.recovery import Recovery, RecoveryConfig, rebuild
 from engine.loop.recovery import sticky_device_error
 from engine.loop.watchdog import StepWatchdog, WatchdogConfig, WatchdogThread, end_stuck_call
 from engine.outputs import RequestOutput
@@ -32,32 +34,31 @@ _STOP = object()
 class AsyncEngine:
     """The EngineClient (engine_client.py) of one local engine.
 
-    `rebuilder` (wait_for_devices(timeout_s), build() -> LLMEngine) turns recovery on: after a
-    failure the engine thread rebuilds the engine (recovery.py) instead of staying dead;
-    `on_failed` is called once when the engine is dead for good. A call into the workers past
-    its deadline (watchdog.py) fails the requests in flight and kills what is stuck."""
+    `rebuilder` (rebuilder.py) turns recovery on: after a failure the engine thread rebuilds the
+    engine (recovery.py) instead of staying dead, and grows back from a re-planned layout
+    (grow_back.py); `on_failed` is called once when the engine is dead for good. A call into the
+    workers past its deadline (watchdog.py) fails the requests in flight and kills what is
+    stuck."""
 
     def __init__(self, engine, health_interval_s: float = 1.0, rebuilder=None,
                  recovery: RecoveryConfig | None = None, on_failed=None,
-                 watchdog: WatchdogConfig | None = None, exit_process=None):
+                 watchdog: WatchdogConfig | None = None, exit_process=None,
+                 grow_back_drain_s: float = 30.0):
         self.engine = engine
         # Model facts are fixed across rebuilds (same config), so they are read once here.
         self._tokenizer, self._max_model_len = engine.tokenizer, engine.max_model_len
         self._vocab_size = engine.model_config.vocab_size
         self._sampling_defaults = getattr(engine, "default_sampling_params", dict)()
-        self.health_interval_s = health_interval_s
-        self.dead: str | None = None
+        self.health_interval_s, self.dead = health_interval_s, None
         self.recovery = Recovery(recovery or RecoveryConfig(enabled=rebuilder is not None))
-        self._rebuilder, self._on_failed = rebuilder, on_failed
-        self._stopping = threading.Event()
-        self.stats: dict = dict(engine.stats())
-        self._commands: queue.SimpleQueue = queue.SimpleQueue()
-        self._streams: dict[str, RequestStream] = {}
+        self._rebuilder, self._on_failed, self._exit_process = rebuilder, on_failed, exit_process
+        self._stopping, self.stats = threading.Event(), dict(engine.stats())
+        self._commands, self._streams = queue.SimpleQueue(), {}
         self._pending_adds = 0  # queued "add" commands the engine thread has not applied yet
         # Makes "check dead, then enqueue" atomic against "mark dead, then fail the queue".
         self._lock = threading.Lock()
         self.watchdog, self._stuck = StepWatchdog(watchdog or WatchdogConfig()), None
-        self._exit_process = exit_process
+        self._grow = GrowBack(rebuilder, grow_back_drain_s)  # from a re-planned layout
         self._thread = threading.Thread(target=self._run, name="onenode-engine", daemon=True)
         self._thread.start()
         self._monitor = WatchdogThread(self.watchdog, self._on_stuck)
@@ -86,21 +87,16 @@ class AsyncEngine:
         engine.structured.compile(structured_outputs)
 
     def health(self) -> EngineHealth:
-        rec, alive = self.recovery, self.alive
-        message, retry_after = None, None
-        if not alive and rec.serving:  # the loop ended without recovery being told
-            message = f"the engine is dead ({self.dead}); restart `onenode serve`"
-        elif not alive:
-            message, retry_after = rec.describe(), rec.retry_after_s()
-        return EngineHealth(alive=alive, state=rec.state.value,
-                            states=tuple(s.value for s in EngineState), message=message,
-                            retry_after_s=retry_after, restarts=rec.restarts)
+        return engine_health(self.recovery, self.alive, self.dead,
+                             getattr(self._rebuilder, "degraded", None))
 
     def _refusal(self, reason: str | None = None) -> EngineDeadError:
-        """The error a request gets while not serving; with Retry-After while it rebuilds."""
-        exc = EngineDeadError(reason or self.health().message or "the engine stopped")
-        exc.retry_after_s = self.recovery.retry_after_s()  # the server's 503 carries it
-        return exc
+        """The error a request gets while not serving; with Retry-After while it rebuilds (or
+        drains to grow back)."""
+        if reason is None and self.alive and self._grow.draining:
+            return refusal(self._grow.refusal_text(), self.recovery.config.retry_after_s)
+        return refusal(reason or self.health().message or "the engine stopped",
+                       self.recovery.retry_after_s())
 
     # ---- event-loop side -------------------------------------------------------------------
     async def generate(self, request_id: str, prompt: str | list[int], params: SamplingParams,
@@ -108,7 +104,7 @@ class AsyncEngine:
         """Yields cumulative outputs until finished; leaving early (client gone) aborts."""
         stream = RequestStream(asyncio.get_running_loop(), asyncio.Queue())
         with self._lock:
-            if self.dead:
+            if self.dead or self._grow.draining:
                 raise self._refusal()
             self._pending_adds += 1
             self._commands.put(("add", request_id, prompt, params, prompt_text, stream))
@@ -168,6 +164,8 @@ class AsyncEngine:
             while True:
                 if not self._drain(block=not self.engine.has_unfinished_requests()):
                     return None
+                if self._grow.due(busy=self.engine.has_unfinished_requests()):
+                    return self._grow.failure()
                 if self.engine.has_unfinished_requests():
                     self._step()
                 elif time.monotonic() - last_check >= self.health_interval_s:
@@ -180,7 +178,9 @@ class AsyncEngine:
             return exc if isinstance(exc, EngineDeadError) else EngineDeadError(str(exc))
 
     def _record(self, failure: EngineDeadError) -> None:
-        if self.recovery.serving:
+        if isinstance(failure, GrowingBack):
+            self.recovery.grow_back(str(failure))
+        elif self.recovery.serving:
             self.recovery.fail(str(failure))
         if sticky_device_error(str(failure)) and getattr(self.engine, "backend", "") == "uni":
             self.recovery.give_up(f"{failure} (a device error poisons this process's device "

@@ -35,6 +35,7 @@ class EngineHealth:
     retry_after_s: int | None  # set while the engine rebuilds itself: clients should retry
     restarts: int  # rebuilds so far
     replicas: tuple[ReplicaHealth, ...] = ()  # data-parallel replicas; () for one engine
+    degraded: str | None = None  # serving a re-planned layout (a node is gone): which one
 
 
 @runtime_checkable

@@ -98,6 +98,12 @@ class Recovery:
             return
         self._to(EngineState.DEGRADED, f"engine degraded: {reason}")
 
+    def grow_back(self, reason: str) -> None:
+        """A planned rebuild (a degraded engine grows back): a fresh budget, no backoff."""
+        self.reason, self.attempts, self.failures = reason, 0, 0
+        self.deadline = self.clock() + self.config.timeout_s
+        self._to(EngineState.RECOVERING, f"engine recovering: {reason}")
+
     def give_up(self, reason: str) -> None:
         """Failed for good (recovery off, a poisoned device): only a new process can serve."""
         self.reason, self.final = reason, True
