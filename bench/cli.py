@@ -109,6 +109,35 @@ def recovery(model: Annotated[Optional[str], typer.Option(
     typer.echo(json.dumps(recovery_bench(model, timeout, image), indent=2))
 
 
+@bench_app.command("chaos")
+def chaos(model: Annotated[Optional[str], typer.Option(
+        help="model path inside the containers (default: the demo SmolLM2)")] = None,
+          faults: Annotated[str, typer.Option(
+              help="comma list of sigstop,blip,partition,lost,token")] = "sigstop,blip,partition,lost,token",
+          step_timeout: Annotated[float, typer.Option(help="the server's --step-timeout")] = 10.0,
+          replan_after: Annotated[float, typer.Option(help="the server's --replan-after")] = 30.0,
+          image: Annotated[str, typer.Option()] = "onenode:latest",
+          out: Annotated[Path, typer.Option(help="where JSON/PNG go")] = Path("bench/results")):
+    """Each fault of docs/reliability.md under 4 streaming clients, PP=3 over 3 simulated nodes:
+    seconds to detect, to serve again (or degraded), requests completed/failed/hung/500."""
+    from bench.chaos import FAULTS, chaos_bench, table
+    from bench.report import write_report
+    from engine.demo_model import container_model_dir, fetch_demo
+
+    chosen = [f.strip() for f in faults.split(",") if f.strip()]
+    bad = [f for f in chosen if f not in FAULTS]
+    if bad:
+        raise typer.BadParameter(f"--faults {','.join(bad)}: use some of {','.join(FAULTS)}")
+    if model is None:
+        fetch_demo()  # into the HF_HOME that `cluster up` mounts by default
+        model = container_model_dir()
+    res = chaos_bench(model, image, chosen, step_timeout, replan_after)
+    bars = {f: r["serve_s"] or 0.0 for f, r in res["faults"].items()}
+    paths = write_report(res, out, "chaos", bars, "seconds to serve again (or degraded)")
+    _print(res, paths)
+    typer.echo(table(res))
+
+
 @bench_app.command("serve")
 def bench_serve(
     url: Annotated[Optional[str], typer.Option(help="server base URL, e.g. http://127.0.0.1:8000")] = None,
