@@ -91,3 +91,23 @@ def test_refusals_during_recovery_carry_retry_after_on_every_path():
     finally:
         gate.set()
         ae.shutdown(5)
+
+
+class Degraded:
+    """A rebuilder whose engine serves a re-planned layout (a node is gone)."""
+
+    degraded = "TP=1 x PP=1 instead of TP=1 x PP=2 (a node is gone)"
+
+    def can_grow_back(self):
+        return False
+
+
+def test_degraded_health_is_200_and_names_the_layout_in_health_and_metrics(tiny_llama):
+    engine = LLMEngine(engine_config(tiny_llama))
+    with running_server(engine, rebuilder=Degraded()) as srv:
+        r = httpx.get(srv.url + "/health")
+        assert r.status_code == 200 and r.json() == {"state": "serving", "degraded": True,
+                                                     "layout": Degraded.degraded}
+        assert "onenode_engine_degraded{" in (m := httpx.get(srv.url + "/metrics").text)
+        assert [line for line in m.splitlines()
+                if line.startswith("onenode_engine_degraded{")][0].endswith(" 1.0")
