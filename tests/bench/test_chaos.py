@@ -14,6 +14,7 @@ def test_a_fault_that_is_detected_degrades_then_serves():
     assert (row["detect_s"], row["serve_s"], row["served_degraded"]) == (4.0, 30.0, True)
     assert (row["completed"], row["failed"], row["hung"], row["http_500"]) == (1, 2, 1, 0)
     assert row["unclear"] == [] and row["health_503_without_retry_after"] == 0
+    assert row["refused_503"] == 1
 
 
 def test_unclear_failures_and_500s_are_counted():
@@ -29,4 +30,4 @@ def test_an_unnoticed_fault_serves_throughout_and_tabulates():
     row = summarize(0.0, [Outcome(0, 1, "ok")], [(1.0, 200, {})])
     assert row["detect_s"] is None and row["serve_s"] == 0.0 and row["failed"] == 0
     text = table({"faults": {"blip": row}})
-    assert "| blip | - | 0.0 | no | 1 | 0 | 0 | 0 |" in text
+    assert "| blip | - | 0.0 | no | 1 | 0 | 0 | 0 | 0 |" in text
