@@ -4,12 +4,13 @@
 PP=2, through the C++ decode kernel and without it (the SDPA decode buckets); and turning the
 window off in onenode breaks the equality, so the tests see it."""
 
+import functools
+
 import pytest
 
-from engine import LLM, SamplingParams
 from engine.kernels import build
 from engine.model_config import ModelConfig
-from tests.engine.oracle import hf_greedy, make_prompts
+from tests.engine.oracle import engine_greedy, hf_greedy, make_prompts
 from tests.engine.tiny_models import WINDOW_BUILDERS
 
 NEW = 24
@@ -38,15 +39,7 @@ def _use_kernels(which: str, monkeypatch) -> None:
         pytest.skip("no C++ compiler for the CPU kernels")
 
 
-def generate(path, prompts, **kw):
-    kw.setdefault("kv_cache_space_gib", None if kw.get("device") == "cuda" else 0.05)
-    llm = LLM(str(path), dtype="float32", **kw)
-    try:
-        outs = llm.generate(prompts, SamplingParams(temperature=0, max_tokens=NEW,
-                                                    ignore_eos=True), use_tqdm=False)
-        return [o.outputs[0].token_ids for o in outs]
-    finally:
-        llm.shutdown()
+generate = functools.partial(engine_greedy, new_tokens=NEW)
 
 
 def test_uni_matches_hf(case, kernels):
