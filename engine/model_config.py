@@ -6,6 +6,7 @@ weights) both read this one description, so a prediction and a real run cannot d
 
 from dataclasses import dataclass, field
 
+from engine.layer_windows import layer_windows
 from engine.layers.rope_scaling import Rope, max_positions, normalize_scaling
 from onenode.errors import ModelLoadError
 
@@ -77,6 +78,9 @@ class ModelConfig:
     weight_block_size: tuple[int, ...] = ()  # fp8: the [rows, cols] tile one scale covers
     extra: dict = field(default_factory=dict, compare=False, hash=False)
     partial_rotary_factor: float = 1.0  # Phi-4-mini rotates 3/4 of each head
+    # Each layer's sliding window (engine/layer_windows.py), None where it attends to the whole
+    # context; (): no layer has one.
+    layer_windows: tuple[int | None, ...] = ()
 
     @property
     def gated_mlp(self) -> bool:
@@ -95,6 +99,10 @@ class ModelConfig:
         """Positions the model handles: its learned table, or its rope after scaling."""
         rope = self.rope
         return self.max_position_embeddings if rope is None else max_positions(rope)
+
+    def sliding_window(self, layer: int) -> int | None:
+        """Decoder layer `layer`'s sliding window (None: full causal attention)."""
+        return self.layer_windows[layer] if self.layer_windows else None
 
     @property
     def num_params(self) -> int:
@@ -230,6 +238,7 @@ def _llama(arch: str, cfg: dict, family: str = "llama") -> ModelConfig:
     return ModelConfig(
         architecture=arch, family=family, hidden_size=hidden,
         num_layers=cfg["num_hidden_layers"], num_heads=heads,
+        layer_windows=layer_windows(arch, cfg, cfg["num_hidden_layers"]),
         num_kv_heads=cfg.get("num_key_value_heads") or heads,
         head_dim=cfg.get("head_dim") or hidden // heads,
         intermediate_size=cfg["intermediate_size"], vocab_size=cfg["vocab_size"],
@@ -245,11 +254,6 @@ def _llama(arch: str, cfg: dict, family: str = "llama") -> ModelConfig:
 
 def _phi3(arch: str, cfg: dict) -> ModelConfig:
     """Phi-3/Phi-4: Llama's shape with fused checkpoint tensors (engine/models/phi3.py)."""
-    window = cfg.get("sliding_window")
-    if window and window < cfg.get("max_position_embeddings", 4096):
-        raise ModelLoadError(f"{arch} with sliding_window={window} is not supported yet: "
-                             f"onenode does not apply a sliding window to this family; use a "
-                             f"checkpoint without one (Phi-3.5, Phi-4)")
     key = "rope_scaling" if cfg.get("rope_scaling") else "rope_parameters"
     params = cfg.get(key) or {}
     if (params.get("rope_type") or params.get("type")) in ("su", "yarn"):

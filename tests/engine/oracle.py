@@ -33,6 +33,21 @@ def hf_greedy(path, prompts: list[list[int]], new_tokens: int, gguf_file=None,
     return outs
 
 
+def engine_greedy(path, prompts: list[list[int]], new_tokens: int, **kw) -> list[list[int]]:
+    """onenode's greedy tokens in fp32, eos ignored; `kw` are engine arguments (a small CPU KV
+    cache unless told)."""
+    from engine import LLM, SamplingParams
+
+    kw.setdefault("kv_cache_space_gib", None if kw.get("device") == "cuda" else 0.05)
+    llm = LLM(str(path), dtype="float32", **kw)
+    try:
+        outs = llm.generate(prompts, SamplingParams(temperature=0, max_tokens=new_tokens,
+                                                    ignore_eos=True), use_tqdm=False)
+        return [o.outputs[0].token_ids for o in outs]
+    finally:
+        llm.shutdown()
+
+
 # bf16 is judged by a criterion, not by token equality: fused GEMMs and the Triton decode round
 # differently from cuBLAS and SDPA, so a near-tie argmax may flip (and, decoded greedily, change
 # every later token). Each engine token is checked against HF's logits at the same position,

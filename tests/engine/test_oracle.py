@@ -39,7 +39,7 @@ def test_bf16_engine_passes_and_a_broken_decode_fails(tmp_path, monkeypatch):
 
     def broken(device_type):
         real = kernel_for(device_type)
-        return lambda q, k, v, t, n, s: real(q, k, v, t, (n - 1).clamp(min=1), s)
+        return lambda q, k, v, t, n, s, **kw: real(q, k, v, t, (n - 1).clamp(min=1), s, **kw)
 
     monkeypatch.setattr(decode_kernel, "kernel_for", broken)
     problems, _ = check_by_margin(path, prompts, _generate(path, prompts, "bfloat16"))

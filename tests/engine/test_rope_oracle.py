@@ -3,11 +3,12 @@ tiny checkpoint declares (longrope with partial rotation on Phi-3, YaRN on Qwen2
 Llama), uni and TP=2 / PP=2; and turning the scaling off in onenode breaks the equality, so the
 tests see it. Prompts shorter than the original context cross it while decoding."""
 
+import functools
+
 import pytest
 
-from engine import LLM, SamplingParams
 from engine.layers import rope_scaling, rotary
-from tests.engine.oracle import hf_greedy, make_prompts
+from tests.engine.oracle import engine_greedy, hf_greedy, make_prompts
 from tests.engine.tiny_models import LONG_CONTEXT_BUILDERS
 
 NEW = 24
@@ -23,15 +24,7 @@ def case(request, tmp_path_factory):
     return request.param, path, prompts, ref
 
 
-def generate(path, prompts, **kw):
-    kw.setdefault("kv_cache_space_gib", None if kw.get("device") == "cuda" else 0.05)
-    llm = LLM(str(path), dtype="float32", **kw)
-    try:
-        outs = llm.generate(prompts, SamplingParams(temperature=0, max_tokens=NEW,
-                                                    ignore_eos=True), use_tqdm=False)
-        return [o.outputs[0].token_ids for o in outs]
-    finally:
-        llm.shutdown()
+generate = functools.partial(engine_greedy, new_tokens=NEW)
 
 
 def test_uni_matches_hf(case):
