@@ -4,9 +4,10 @@ The engine (to build modules and size the KV cache) and the planner (to advise T
 weights) both read this one description, so a prediction and a real run cannot disagree.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from engine.layers.rope_scaling import Rope, max_positions, normalize_scaling
+from engine.models.gemma_config import GEMMA_ARCHITECTURES, GEMMA_MODEL_TYPES, gemma_fields
 from onenode.errors import ModelLoadError
 
 # HF architecture name -> our model family (engine/models/<family>.py).
@@ -22,6 +23,7 @@ ARCHITECTURES = {
     "Qwen2MoeForCausalLM": "qwen2_moe",
     "Qwen3MoeForCausalLM": "qwen3_moe",
     "DeepseekV3ForCausalLM": "deepseek_v3",
+    **GEMMA_ARCHITECTURES,
 }
 
 
@@ -77,6 +79,13 @@ class ModelConfig:
     weight_block_size: tuple[int, ...] = ()  # fp8: the [rows, cols] tile one scale covers
     extra: dict = field(default_factory=dict, compare=False, hash=False)
     partial_rotary_factor: float = 1.0  # Phi-4-mini rotates 3/4 of each head
+    # Gemma 2/3 (engine/models/gemma_config.py)
+    query_pre_attn_scalar: float | None = None  # softmax scale is its -0.5 power, not head_dim's
+    attn_logit_softcapping: float | None = None  # scores become cap * tanh(score / cap)
+    final_logit_softcapping: float | None = None  # the same on the output logits
+    sliding_window: int | None = None  # keys a query of a sliding layer sees, itself included
+    layer_types: tuple[str, ...] = ()  # per layer: "sliding_attention" or "full_attention"
+    rope_local_theta: float | None = None  # Gemma 3: rope base of the sliding layers
 
     @property
     def gated_mlp(self) -> bool:
@@ -94,7 +103,9 @@ class ModelConfig:
     def max_supported_positions(self) -> int:
         """Positions the model handles: its learned table, or its rope after scaling."""
         rope = self.rope
-        return self.max_position_embeddings if rope is None else max_positions(rope)
+        if rope is None or self.family == "gemma3":  # Gemma 3's already counts its scaling
+            return self.max_position_embeddings
+        return max_positions(rope)
 
     @property
     def num_params(self) -> int:
@@ -142,6 +153,9 @@ def model_config_from_hf(cfg: dict) -> ModelConfig:
             f"onenode supports {', '.join(sorted(ARCHITECTURES))}"
         )
     family = ARCHITECTURES[arch]
+    if family in ("gemma2", "gemma3"):
+        flat, gemma = gemma_fields(arch, cfg, family)
+        return replace(_llama(arch, flat, family), **gemma)
     if family in ("gpt2", "opt", "phi3"):
         return {"gpt2": _gpt2, "opt": _opt, "phi3": _phi3}[family](arch, cfg)
     return _llama(arch, cfg, family)
@@ -153,7 +167,7 @@ def _guess_arch(model_type: str) -> str | None:
                "opt": "OPTForCausalLM", "qwen3": "Qwen3ForCausalLM", "mixtral": "MixtralForCausalLM",
                "qwen2_moe": "Qwen2MoeForCausalLM", "qwen3_moe": "Qwen3MoeForCausalLM",
                "deepseek_v3": "DeepseekV3ForCausalLM"}
-    return by_type.get(model_type)
+    return by_type.get(model_type) or GEMMA_MODEL_TYPES.get(model_type)
 
 
 def _common(cfg: dict) -> dict:
@@ -239,7 +253,7 @@ def _llama(arch: str, cfg: dict, family: str = "llama") -> ModelConfig:
         attention_bias=bool(cfg.get("attention_bias", False))
         or arch in ("Qwen2ForCausalLM", "Qwen2MoeForCausalLM"),
         hidden_act=cfg.get("hidden_act", "silu"),
-        qk_norm=family in ("qwen3", "qwen3_moe"), **moe_fields(cfg), **_common(cfg),
+        qk_norm=family in ("qwen3", "qwen3_moe", "gemma3"), **moe_fields(cfg), **_common(cfg),
     )
 
 

@@ -15,6 +15,8 @@ keys as one contiguous [L, head_dim] matrix: the layout SDPA's CPU and CUDA kern
   per query head.
 - Prefill rows attend causally to their context; a sequence without a cached prefix reads its
   new K/V directly, without touching the cache.
+- A layer with `logits_soft_cap` (Gemma 2) scores explicitly in engine/layers/softcap_attention.py
+  instead: SDPA and the kernels cannot cap the scores before the softmax.
 """
 
 import math
@@ -27,6 +29,7 @@ from torch.nn.functional import scaled_dot_product_attention as sdpa
 from engine.layers import decode_kernel
 from engine.layers.attention_metadata import AttentionMetadata
 from engine.layers.attention_plan import attention_plan
+from engine.layers.softcap_attention import soft_capped
 
 
 def _zeros(shape: tuple[int, ...], dtype: torch.dtype, device) -> torch.Tensor:
@@ -37,8 +40,10 @@ def _zeros(shape: tuple[int, ...], dtype: torch.dtype, device) -> torch.Tensor:
 
 
 class PagedAttention(nn.Module):
-    def __init__(self, num_heads: int, num_kv_heads: int, head_dim: int, scale: float):
+    def __init__(self, num_heads: int, num_kv_heads: int, head_dim: int, scale: float,
+                 logits_soft_cap: float | None = None):
         super().__init__()
+        self.logits_soft_cap = logits_soft_cap
         self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
         self.group = num_heads // num_kv_heads
         self.scale = scale
@@ -58,10 +63,14 @@ class PagedAttention(nn.Module):
     def forward(self, q, k, v, meta: AttentionMetadata) -> torch.Tensor:
         """q: [T, h, d]; k, v: [T, kvh, d] -> [T, h*d]."""
         if meta.no_cache or self.k_cache is None:
+            if self.logits_soft_cap is not None:
+                return soft_capped(self, q, k, v, meta, cached=False)
             return self._no_cache(q, k, v, meta)
         kvh, d = self.num_kv_heads, self.head_dim
         self.k_cache.view(kvh, -1, d).index_copy_(1, meta.slot_mapping, k.transpose(0, 1))
         self.v_cache.view(kvh, -1, d).index_copy_(1, meta.slot_mapping, v.transpose(0, 1))
+        if self.logits_soft_cap is not None:
+            return soft_capped(self, q, k, v, meta, cached=True)
         plan, decoded = self._plan_and_decode_in_place(q, meta)
         if decoded is not None and plan.batch.rows is None:
             return decoded
