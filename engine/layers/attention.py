@@ -15,8 +15,11 @@ keys as one contiguous [L, head_dim] matrix: the layout SDPA's CPU and CUDA kern
   per query head.
 - Prefill rows attend causally to their context; a sequence without a cached prefix reads its
   new K/V directly, without touching the cache.
+- A layer with a sliding window (Mistral, some Qwen2 layers) hides keys `window` or more
+  positions behind each query, on every path, by the one rule of engine/layers/sliding_window.py.
+  Its cache still holds the whole context: blocks behind every window are not freed.
 - A layer with `logits_soft_cap` (Gemma 2) scores explicitly in engine/layers/softcap_attention.py
-  instead: SDPA and the kernels cannot cap the scores before the softmax.
+  instead (window included): SDPA and the kernels cannot cap the scores before the softmax.
 """
 
 import math
@@ -29,6 +32,7 @@ from torch.nn.functional import scaled_dot_product_attention as sdpa
 from engine.layers import decode_kernel
 from engine.layers.attention_metadata import AttentionMetadata
 from engine.layers.attention_plan import attention_plan
+from engine.layers.sliding_window import narrows, visible
 from engine.layers.softcap_attention import soft_capped
 
 
@@ -40,13 +44,20 @@ def _zeros(shape: tuple[int, ...], dtype: torch.dtype, device) -> torch.Tensor:
 
 
 class PagedAttention(nn.Module):
-    def __init__(self, num_heads: int, num_kv_heads: int, head_dim: int, scale: float,
-                 logits_soft_cap: float | None = None):
+    def __init__(self, num_heads: int, num_kv_heads: int, head_dim: int, scale: float, *,
+                 sliding_window: int | None = None, logits_soft_cap: float | None = None):
+        """`sliding_window`: each query sees only the keys fewer than this many positions
+        behind it (itself included); None: every earlier key. `logits_soft_cap`: scores
+        become cap * tanh(score / cap) before the mask and the softmax; None: no cap."""
         super().__init__()
+        if sliding_window is not None and sliding_window < 1:
+            raise ValueError(f"sliding_window={sliding_window} must be a positive number of "
+                             f"positions, or None for full attention")
         self.logits_soft_cap = logits_soft_cap
         self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
         self.group = num_heads // num_kv_heads
         self.scale = scale
+        self.sliding_window = sliding_window
         self.k_cache: torch.Tensor | None = None
         self.v_cache: torch.Tensor | None = None
         self.in_place = False  # decode through a kernel that reads the cache in place
@@ -58,7 +69,9 @@ class PagedAttention(nn.Module):
         generous kv_cache_space_gib costs memory only as the cache fills."""
         shape = (self.num_kv_heads, num_blocks, block_size, self.head_dim)
         self.k_cache, self.v_cache = (_zeros(shape, dtype, device) for _ in range(2))
-        self.in_place = decode_kernel.available(torch.device(device).type)
+        # The in-place kernels learn the window in the next commit; until then, SDPA buckets.
+        self.in_place = decode_kernel.available(torch.device(device).type) and \
+            self.sliding_window is None
 
     def forward(self, q, k, v, meta: AttentionMetadata) -> torch.Tensor:
         """q: [T, h, d]; k, v: [T, kvh, d] -> [T, h*d]."""
@@ -102,8 +115,9 @@ class PagedAttention(nn.Module):
         n, kvh, d = bucket.num_seqs, self.num_kv_heads, self.head_dim
         keys = self._gather(self.k_cache, bucket.blocks).view(kvh, n, bucket.width, d)
         vals = self._gather(self.v_cache, bucket.blocks).view(kvh, n, bucket.width, d)
+        mask = bucket.mask(self.sliding_window)
         out = sdpa(q.view(n, kvh, self.group, d), keys.transpose(0, 1), vals.transpose(0, 1),
-                   attn_mask=bucket.mask, scale=self.scale)  # [n, kvh, group, d]
+                   attn_mask=mask, scale=self.scale)  # [n, kvh, group, d]
         return out.reshape(n, -1)
 
     def _prefill(self, q, k, v, p) -> torch.Tensor:
@@ -136,10 +150,11 @@ class PagedAttention(nn.Module):
         n, length = q.shape[1], keys.shape[1]
         gqa = self.num_heads != self.num_kv_heads
         q, keys, vals = q[None], keys[None], vals[None]
-        if n == length:
+        window = self.sliding_window if narrows(length, self.sliding_window) else None
+        if n == length and window is None:
             out = sdpa(q, keys, vals, is_causal=True, scale=self.scale, enable_gqa=gqa)
         else:
-            pos = torch.arange(length - n, length, device=q.device).unsqueeze(1)
-            mask = torch.arange(length, device=q.device).unsqueeze(0) <= pos  # [n, L]
+            positions = torch.arange(length, device=q.device)
+            mask = visible(positions[length - n:], positions, window)  # [n, L]
             out = sdpa(q, keys, vals, attn_mask=mask, scale=self.scale, enable_gqa=gqa)
         return out[0].transpose(0, 1).reshape(n, -1)

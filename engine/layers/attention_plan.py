@@ -7,11 +7,12 @@ context, so a batch of mixed lengths wastes little. Prefill sequences keep their
 needs no cache read at all (its keys are the new tokens themselves).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from engine.layers.attention_metadata import AttentionMetadata
+from engine.layers.sliding_window import narrows, visible
 
 DECODE_BUCKET_SEQS = 16
 
@@ -22,7 +23,23 @@ class DecodeBucket:
     blocks: torch.Tensor  # [n * nb] block ids, each sequence padded to nb blocks
     num_seqs: int
     width: int  # nb * block_size keys per sequence
-    mask: torch.Tensor | None  # [n, 1, 1, width] True where a key exists; None: all do
+    lens: list[int]  # context lengths, ascending
+    _masks: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def mask(self, window: int | None = None) -> torch.Tensor | None:
+        """[n, 1, 1, width] True where the sequence's newest query sees a key (it exists, and
+        lies within `window`); None: it sees every key. Built once per step and window, and
+        shared by the layers that have that window."""
+        if not narrows(self.lens[-1], window):
+            window = None
+            if self.lens[0] == self.width:
+                return None
+        if window not in self._masks:
+            device = self.blocks.device
+            newest = torch.tensor(self.lens, device=device) - 1
+            keys = torch.arange(self.width, device=device)
+            self._masks[window] = visible(newest, keys, window)[:, None, None]
+        return self._masks[window]
 
 
 @dataclass(frozen=True)
@@ -89,15 +106,11 @@ def _decode_buckets(meta: AttentionMetadata, seqs: list[int]) -> list[DecodeBuck
         nb = -(-lens[-1] // meta.block_size)
         width = nb * meta.block_size
         index = torch.tensor(part, dtype=torch.long, device=device)
-        # Table padding is block 0: finite data, masked out below.
+        # Table padding is block 0: finite data, masked out by DecodeBucket.mask.
         blocks = meta.block_tables.index_select(0, index)[:, :nb].reshape(-1)
-        mask = None
-        if lens[0] != width:
-            lens_t = torch.tensor(lens, device=device).unsqueeze(1)
-            mask = (torch.arange(width, device=device).unsqueeze(0) < lens_t)[:, None, None]
         rows = torch.tensor([meta.query_start_loc[s] for s in part], dtype=torch.long,
                             device=device)
-        buckets.append(DecodeBucket(rows, blocks, len(part), width, mask))
+        buckets.append(DecodeBucket(rows, blocks, len(part), width, lens))
     return buckets
 
 

@@ -80,7 +80,7 @@ class MLAAttention(nn.Module):
         contexts. A sequence's heads are the query rows of its single KV head."""
         n = bucket.num_seqs
         keys = self._gather(bucket.blocks).view(n, 1, bucket.width, self.row_width)
-        out = sdpa(q.unsqueeze(1), keys, keys[..., :self.rank], attn_mask=bucket.mask,
+        out = sdpa(q.unsqueeze(1), keys, keys[..., :self.rank], attn_mask=bucket.mask(),
                    scale=self.scale)  # [n, 1, h, r]
         return out.squeeze(1)
 

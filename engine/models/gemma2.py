@@ -35,6 +35,7 @@ class Gemma2Attention(LlamaAttention):
         super().__init__(cfg, rotary[kind])
         self.attn = PagedAttention(self.heads, self.kv_heads, self.d,
                                    cfg.query_pre_attn_scalar ** -0.5,
+                                   sliding_window=cfg.sliding_window if kind == SLIDING else None,
                                    logits_soft_cap=cfg.attn_logit_softcapping)
 
 

@@ -27,7 +27,7 @@ def test_decode_rows_sorted_into_buckets_padded_to_their_longest():
     assert [lens[r] for r in rows] == sorted(lens)[:DECODE_BUCKET_SEQS]
     assert first.width == -(-max(lens[r] for r in rows) // 4) * 4
     assert first.blocks.numel() == first.num_seqs * first.width // 4
-    assert first.mask[:, 0, 0].sum(dim=1).tolist() == [lens[r] for r in rows]
+    assert first.mask()[:, 0, 0].sum(dim=1).tolist() == [lens[r] for r in rows]
 
 
 def test_prefill_reads_the_cache_only_after_a_cached_prefix():
@@ -37,7 +37,7 @@ def test_prefill_reads_the_cache_only_after_a_cached_prefix():
     assert plan.prefill[0].blocks is None  # fresh prompt: its own new K/V
     assert plan.prefill[1].blocks.tolist() == meta.block_tables[2, :2].tolist()
     assert [b.rows.tolist() for b in plan.decode] == [[6]]
-    assert plan.decode[0].mask is not None  # 9 keys in 3 blocks of 4
+    assert plan.decode[0].mask() is not None  # 9 keys in 3 blocks of 4
 
 
 def test_plan_is_built_once_per_step():
