@@ -6,6 +6,7 @@ weights) both read this one description, so a prediction and a real run cannot d
 
 from dataclasses import dataclass, field, replace
 
+from engine.layer_windows import layer_windows
 from engine.layers.rope_scaling import Rope, max_positions, normalize_scaling
 from engine.models.gemma_config import GEMMA_ARCHITECTURES, GEMMA_MODEL_TYPES, gemma_fields
 from onenode.errors import ModelLoadError
@@ -79,12 +80,13 @@ class ModelConfig:
     weight_block_size: tuple[int, ...] = ()  # fp8: the [rows, cols] tile one scale covers
     extra: dict = field(default_factory=dict, compare=False, hash=False)
     partial_rotary_factor: float = 1.0  # Phi-4-mini rotates 3/4 of each head
-    # Gemma 2/3 (engine/models/gemma_config.py)
-    query_pre_attn_scalar: float | None = None  # softmax scale is its -0.5 power, not head_dim's
+    # Each layer's sliding window (engine/layer_windows.py), None where it attends to the whole
+    # context; (): no layer has one.
+    layer_windows: tuple[int | None, ...] = ()
+    query_pre_attn_scalar: float | None = None  # Gemma: softmax scale is its -0.5 power
     attn_logit_softcapping: float | None = None  # scores become cap * tanh(score / cap)
     final_logit_softcapping: float | None = None  # the same on the output logits
-    sliding_window: int | None = None  # keys a query of a sliding layer sees, itself included
-    layer_types: tuple[str, ...] = ()  # per layer: "sliding_attention" or "full_attention"
+    layer_types: tuple[str, ...] = ()  # "sliding_attention" or "full_attention": picks the rope
     rope_local_theta: float | None = None  # Gemma 3: rope base of the sliding layers
 
     @property
@@ -102,10 +104,12 @@ class ModelConfig:
     @property
     def max_supported_positions(self) -> int:
         """Positions the model handles: its learned table, or its rope after scaling."""
-        rope = self.rope
-        if rope is None or self.family == "gemma3":  # Gemma 3's already counts its scaling
-            return self.max_position_embeddings
-        return max_positions(rope)
+        rope = None if self.family == "gemma3" else self.rope  # Gemma 3's counts its scaling
+        return self.max_position_embeddings if rope is None else max_positions(rope)
+
+    def sliding_window(self, layer: int) -> int | None:
+        """Decoder layer `layer`'s sliding window (None: full causal attention)."""
+        return self.layer_windows[layer] if self.layer_windows else None
 
     @property
     def num_params(self) -> int:
@@ -244,6 +248,7 @@ def _llama(arch: str, cfg: dict, family: str = "llama") -> ModelConfig:
     return ModelConfig(
         architecture=arch, family=family, hidden_size=hidden,
         num_layers=cfg["num_hidden_layers"], num_heads=heads,
+        layer_windows=layer_windows(arch, cfg, cfg["num_hidden_layers"]),
         num_kv_heads=cfg.get("num_key_value_heads") or heads,
         head_dim=cfg.get("head_dim") or hidden // heads,
         intermediate_size=cfg["intermediate_size"], vocab_size=cfg["vocab_size"],
@@ -259,11 +264,6 @@ def _llama(arch: str, cfg: dict, family: str = "llama") -> ModelConfig:
 
 def _phi3(arch: str, cfg: dict) -> ModelConfig:
     """Phi-3/Phi-4: Llama's shape with fused checkpoint tensors (engine/models/phi3.py)."""
-    window = cfg.get("sliding_window")
-    if window and window < cfg.get("max_position_embeddings", 4096):
-        raise ModelLoadError(f"{arch} with sliding_window={window} is not supported yet: "
-                             f"onenode does not apply a sliding window to this family; use a "
-                             f"checkpoint without one (Phi-3.5, Phi-4)")
     key = "rope_scaling" if cfg.get("rope_scaling") else "rope_parameters"
     params = cfg.get(key) or {}
     if (params.get("rope_type") or params.get("type")) in ("su", "yarn"):

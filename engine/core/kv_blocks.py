@@ -1,7 +1,8 @@
 """KV-cache sizing (pure): bytes per block and how many blocks fit.
 
 One source of truth: the engine logs `# GPU blocks: N` / `# CPU blocks: N` from these functions and
-`onenode plan` predicts the same numbers from the same functions.
+`onenode plan` predicts the same numbers from the same functions. Sliding-window layers count
+the whole context like the others: their blocks behind the window are not freed.
 """
 
 import math

@@ -5,6 +5,8 @@
 // every context into a padded batch per layer per step, which moves the whole KV cache through
 // memory twice more than this. The query heads that share a KV head (GQA) are scored together
 // while that key row is in cache. Softmax and the weighted sum of V accumulate in float32.
+// A sliding window (window > 0) starts the walk at the window's first key, len - window (HF's
+// rule, engine/layers/sliding_window.py): blocks wholly before it are never read.
 //
 // Shapes: q [n, heads, d]; k_cache/v_cache [kv_heads, num_blocks, block_size, d] (contiguous);
 // block_tables [n, max_blocks] int64; seq_lens [n] int64 -> out [n, heads * d] (q's dtype).
@@ -110,29 +112,29 @@ struct Shape {
   int64_t heads, kv_heads, group, d, block_size, head_stride, table_width;
 };
 
-// One (sequence, KV head) pair: `group` query rows against `len` cached tokens.
+// One (sequence, KV head) pair: `group` query rows against the cached tokens [first, len).
 template <typename T>
-void attend(const T* q, const T* k, const T* v, const int64_t* table, int64_t len,
-            const Shape& s, float scale, T* out, std::vector<float>& buf) {
-  const int64_t g = s.group, d = s.d, bs = s.block_size;
-  buf.assign(g * d * 2 + g + g * len, 0.f);
+void attend(const T* q, const T* k, const T* v, const int64_t* table, int64_t first,
+            int64_t len, const Shape& s, float scale, T* out, std::vector<float>& buf) {
+  const int64_t g = s.group, d = s.d, bs = s.block_size, span = len - first;
+  buf.assign(g * d * 2 + g + g * span, 0.f);
   float* qf = buf.data();
   float* acc = qf + g * d;
   float* inv = acc + g * d;
-  float* scores = inv + g;
+  float* scores = inv + g;  // scores[h * span + (t - first)]
   for (int64_t i = 0; i < g * d; ++i) qf[i] = static_cast<float>(q[i]) * scale;
-  for (int64_t t0 = 0; t0 < len; t0 += bs) {
+  for (int64_t t0 = first / bs * bs; t0 < len; t0 += bs) {
     const T* kb = k + table[t0 / bs] * bs * d;
     if (t0 + bs < len) prefetch_block(k + table[t0 / bs + 1] * bs * d, bs * d * sizeof(T));
-    for (int64_t t = t0; t < std::min(len, t0 + bs); ++t)
-      dots(qf, kb + (t - t0) * d, g, d, scores + t, len);
+    for (int64_t t = std::max(first, t0); t < std::min(len, t0 + bs); ++t)
+      dots(qf, kb + (t - t0) * d, g, d, scores + (t - first), span);
   }
-  for (int64_t h = 0; h < g; ++h) inv[h] = 1.f / exp_sum(scores + h * len, len);
-  for (int64_t t0 = 0; t0 < len; t0 += bs) {
+  for (int64_t h = 0; h < g; ++h) inv[h] = 1.f / exp_sum(scores + h * span, span);
+  for (int64_t t0 = first / bs * bs; t0 < len; t0 += bs) {
     const T* vb = v + table[t0 / bs] * bs * d;
     if (t0 + bs < len) prefetch_block(v + table[t0 / bs + 1] * bs * d, bs * d * sizeof(T));
-    for (int64_t t = t0; t < std::min(len, t0 + bs); ++t)
-      axpys(acc, scores + t, vb + (t - t0) * d, g, d, len);
+    for (int64_t t = std::max(first, t0); t < std::min(len, t0 + bs); ++t)
+      axpys(acc, scores + (t - first), vb + (t - t0) * d, g, d, span);
   }
   for (int64_t h = 0; h < g; ++h)
     for (int64_t x = 0; x < d; ++x) out[h * d + x] = static_cast<T>(acc[h * d + x] * inv[h]);
@@ -140,7 +142,8 @@ void attend(const T* q, const T* k, const T* v, const int64_t* table, int64_t le
 
 template <typename T>
 void run(const at::Tensor& q, const at::Tensor& kc, const at::Tensor& vc,
-         const at::Tensor& tables, const at::Tensor& lens, double scale, at::Tensor& out) {
+         const at::Tensor& tables, const at::Tensor& lens, double scale, int64_t window,
+         at::Tensor& out) {
   const int64_t n = q.size(0);
   Shape s{q.size(1), kc.size(0), q.size(1) / kc.size(0), q.size(2), kc.size(2),
           kc.size(1) * kc.size(2) * kc.size(3), tables.size(1)};
@@ -155,14 +158,17 @@ void run(const at::Tensor& q, const at::Tensor& kc, const at::Tensor& vc,
     for (int64_t i = begin; i < end; ++i) {
       const int64_t seq = i / s.kv_heads, kvh = i % s.kv_heads;
       const int64_t row = (seq * s.heads + kvh * s.group) * s.d;
+      const int64_t first = window > 0 ? std::max<int64_t>(0, lp[seq] - window) : 0;
       attend<T>(qp + row, kp + kvh * s.head_stride, vp + kvh * s.head_stride,
-                tp + seq * s.table_width, lp[seq], s, static_cast<float>(scale), op + row, buf);
+                tp + seq * s.table_width, first, lp[seq], s, static_cast<float>(scale),
+                op + row, buf);
     }
   });
 }
 
 at::Tensor paged_decode(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
-                        const at::Tensor& block_tables, const at::Tensor& seq_lens, double scale) {
+                        const at::Tensor& block_tables, const at::Tensor& seq_lens, double scale,
+                        int64_t window) {
   TORCH_CHECK(q.dim() == 3 && k_cache.dim() == 4 && v_cache.sizes() == k_cache.sizes(),
               "paged_decode: q [n, heads, d], caches [kv_heads, blocks, block_size, d]");
   TORCH_CHECK(q.size(2) == k_cache.size(3) && q.size(1) % k_cache.size(0) == 0,
@@ -175,10 +181,13 @@ at::Tensor paged_decode(const at::Tensor& q, const at::Tensor& k_cache, const at
   auto tables = block_tables.contiguous();
   auto lens = seq_lens.contiguous();
   auto out = at::empty({q.size(0), q.size(1) * q.size(2)}, q.options());
+  TORCH_CHECK(window >= 0, "paged_decode: window must be >= 0 (0: no sliding window)");
   switch (q.scalar_type()) {
-    case at::kFloat: run<float>(qc, k_cache, v_cache, tables, lens, scale, out); break;
-    case at::kBFloat16: run<c10::BFloat16>(qc, k_cache, v_cache, tables, lens, scale, out); break;
-    case at::kHalf: run<c10::Half>(qc, k_cache, v_cache, tables, lens, scale, out); break;
+    case at::kFloat: run<float>(qc, k_cache, v_cache, tables, lens, scale, window, out); break;
+    case at::kBFloat16:
+      run<c10::BFloat16>(qc, k_cache, v_cache, tables, lens, scale, window, out);
+      break;
+    case at::kHalf: run<c10::Half>(qc, k_cache, v_cache, tables, lens, scale, window, out); break;
     default: TORCH_CHECK(false, "paged_decode: float32, bfloat16 or float16 only");
   }
   return out;
@@ -188,7 +197,7 @@ at::Tensor paged_decode(const at::Tensor& q, const at::Tensor& k_cache, const at
 
 TORCH_LIBRARY(onenode, m) {
   m.def("paged_decode(Tensor q, Tensor k_cache, Tensor v_cache, Tensor block_tables, "
-        "Tensor seq_lens, float scale) -> Tensor");
+        "Tensor seq_lens, float scale, int window=0) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(onenode, CPU, m) { m.impl("paged_decode", &paged_decode); }

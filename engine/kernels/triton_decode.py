@@ -12,6 +12,10 @@ are cut into `splits` ranges whose partial softmax states (max, sum, unnormalise
 second kernel combines. A large batch runs one split: the partials would cost a write and a read
 for no extra parallelism.
 
+A sliding window (window > 0) starts each sequence at its window's first key, length - window
+(HF's rule, engine/layers/sliding_window.py): the splits cut the blocks from that key's block on,
+and the blocks before it are never read.
+
 Cache layout (engine/layers/attention.py): [kv_heads, num_blocks, block_size, head_dim].
 Triton's interpreter (TRITON_INTERPRET=1) runs the same kernels on CPU tensors, which is how the
 suite checks them on machines without a GPU; ONENODE_CUDA_KERNELS=0 turns them off.
@@ -58,10 +62,11 @@ def choose_splits(programs: int, max_blocks: int, sms: int) -> int:
 
 def paged_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                  tables: torch.Tensor, lens: torch.Tensor, scale: float,
-                 num_splits: int | None = None) -> torch.Tensor:
+                 num_splits: int | None = None, window: int = 0) -> torch.Tensor:
     """q: [n, heads, d]; caches: [kvh, blocks, block_size, d]; tables: [n, max_blocks];
     lens: [n] context lengths (>= 1) -> [n, heads * d] in q's dtype. `num_splits`: split-KV
-    ranges per sequence (None: chosen from the batch and the device's SMs)."""
+    ranges per sequence (None: chosen from the batch and the device's SMs). `window`: each
+    sequence sees its last `window` keys (0: all of them)."""
     n, heads, d = q.shape
     kvh, _, block_size, _ = k_cache.shape
     q, tables, lens = q.contiguous(), tables.contiguous(), lens.contiguous()
@@ -69,6 +74,8 @@ def paged_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
     if n == 0:
         return out
     max_blocks = tables.shape[1]
+    if window > 0:  # the most blocks a window of keys can touch (it may start mid-block)
+        max_blocks = min(max_blocks, -(-(window - 1) // block_size) + 1)
     if num_splits is None:
         num_splits = choose_splits(n * kvh, max_blocks, _sm_count(q.device))
     per_split = -(-max_blocks // max(1, min(num_splits, max_blocks)))
@@ -79,7 +86,7 @@ def paged_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
         stats = torch.empty(n * heads * splits * 2, dtype=torch.float32, device=q.device)
     consts = dict(GROUP=heads // kvh, HEAD_DIM=d, DIM_PAD=_next_pow2(d))
     _decode_kernel[(n, kvh, splits)](
-        q, k_cache, v_cache, tables, lens, out, part, stats, scale, per_split,
+        q, k_cache, v_cache, tables, lens, out, part, stats, scale, per_split, window,
         tables.stride(0), k_cache.stride(0), k_cache.stride(1), BLOCK_SIZE=block_size,
         GROUP_PAD=_next_pow2(heads // kvh), BLOCK_PAD=_next_pow2(block_size),
         SPLIT=splits > 1, **consts)
@@ -91,17 +98,18 @@ def paged_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
 
 if triton is not None:
     @triton.jit
-    def _attend(q, k_ptr, v_ptr, tables_ptr, base_head, first, last, length, scale,
+    def _attend(q, k_ptr, v_ptr, tables_ptr, base_head, first, last, lo, length, scale,
                 block_stride, g, d, t, d_ok, GROUP_PAD: tl.constexpr, DIM_PAD: tl.constexpr,
                 HEAD_DIM: tl.constexpr, BLOCK_SIZE: tl.constexpr):
         """Online softmax of this program's query rows over blocks [first, last) of the
-        sequence's table: (running max, running sum, unnormalised output), all fp32."""
+        sequence's table, keys [lo, length) of them: (running max, running sum, unnormalised
+        output), all fp32. Every block in the range holds at least one such key."""
         m = tl.full([GROUP_PAD], float("-inf"), tl.float32)
         denom = tl.zeros([GROUP_PAD], tl.float32)
         acc = tl.zeros([GROUP_PAD, DIM_PAD], tl.float32)
         for b in range(first, last):
             block = tl.load(tables_ptr + b).to(tl.int64)
-            t_ok = (t < BLOCK_SIZE) & (b * BLOCK_SIZE + t < length)
+            t_ok = (t < BLOCK_SIZE) & (b * BLOCK_SIZE + t < length) & (b * BLOCK_SIZE + t >= lo)
             offs = base_head + block * block_stride + t[:, None] * HEAD_DIM + d[None, :]
             kvmask = t_ok[:, None] & d_ok[None, :]
             k = tl.load(k_ptr + offs, mask=kvmask, other=0.0).to(tl.float32)
@@ -118,7 +126,7 @@ if triton is not None:
 
     @triton.jit
     def _decode_kernel(q_ptr, k_ptr, v_ptr, tables_ptr, lens_ptr, out_ptr, part_ptr, stats_ptr,
-                       scale, per_split, table_stride, head_stride, block_stride,
+                       scale, per_split, window, table_stride, head_stride, block_stride,
                        GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_SIZE: tl.constexpr,
                        GROUP_PAD: tl.constexpr, DIM_PAD: tl.constexpr, BLOCK_PAD: tl.constexpr,
                        SPLIT: tl.constexpr):
@@ -135,10 +143,12 @@ if triton is not None:
         q = tl.load(q_ptr + head_row[:, None] * HEAD_DIM + d[None, :], mask=qmask,
                     other=0.0).to(tl.float32)
         length = tl.load(lens_ptr + seq)
-        first = split * per_split
+        lo = tl.where(window > 0, tl.maximum(length - window, 0), 0)  # the first key seen
+        first = lo // BLOCK_SIZE + split * per_split
         last = tl.minimum(tl.cdiv(length, BLOCK_SIZE), first + per_split)
         m, denom, acc = _attend(q, k_ptr, v_ptr, tables_ptr + seq * table_stride,
-                                kv_head * head_stride, first, last, length, scale, block_stride,
+                                kv_head * head_stride, first, last, lo, length, scale,
+                                block_stride,
                                 g, d, tl.arange(0, BLOCK_PAD), d_ok, GROUP_PAD, DIM_PAD,
                                 HEAD_DIM, BLOCK_SIZE)
         if SPLIT:  # partials at [seq, head, split]; a split past the context keeps -inf, 0, 0
@@ -155,7 +165,7 @@ if triton is not None:
     def _combine_kernel(part_ptr, stats_ptr, out_ptr, splits, HEAD_DIM: tl.constexpr,
                         DIM_PAD: tl.constexpr, SPLIT_PAD: tl.constexpr):
         """One (sequence, head): rescale each split's state to the global max and normalise.
-        Split 0 always holds the context's first block, so the global max is finite."""
+        Split 0 always holds the first block the query sees, so the global max is finite."""
         head_row = tl.program_id(0) * tl.num_programs(1) + tl.program_id(1)
         s = tl.arange(0, SPLIT_PAD)
         d = tl.arange(0, DIM_PAD)

@@ -69,9 +69,7 @@ class PagedAttention(nn.Module):
         generous kv_cache_space_gib costs memory only as the cache fills."""
         shape = (self.num_kv_heads, num_blocks, block_size, self.head_dim)
         self.k_cache, self.v_cache = (_zeros(shape, dtype, device) for _ in range(2))
-        # The in-place kernels learn the window in the next commit; until then, SDPA buckets.
-        self.in_place = decode_kernel.available(torch.device(device).type) and \
-            self.sliding_window is None
+        self.in_place = decode_kernel.available(torch.device(device).type)
 
     def forward(self, q, k, v, meta: AttentionMetadata) -> torch.Tensor:
         """q: [T, h, d]; k, v: [T, kvh, d] -> [T, h*d]."""
@@ -106,7 +104,7 @@ class PagedAttention(nn.Module):
         rows = q if batch.rows is None else q.index_select(0, batch.rows)
         try:
             return plan, decode_kernel.decode(rows, self.k_cache, self.v_cache, batch.tables,
-                                              batch.lens, self.scale)
+                                              batch.lens, self.scale, self.sliding_window)
         except decode_kernel.KernelFailed:
             return attention_plan(meta, in_place=False, rebuild=True), None
 

@@ -13,6 +13,7 @@ import logging
 import torch
 
 from engine.kernels.build import load as load_cpu_kernels
+from engine.layers.sliding_window import kernel_window
 
 log = logging.getLogger("onenode.attention")
 _failed: dict[str, str] = {}  # device type -> why its kernel was turned off
@@ -48,11 +49,14 @@ def kernel_for(device_type: str):
     return torch.ops.onenode.paged_decode
 
 
-def decode(q, k_cache, v_cache, tables, lens, scale: float) -> torch.Tensor:
-    """The device's kernel on q: [n, heads, d] -> [n, heads*d]; KernelFailed when it fails."""
+def decode(q, k_cache, v_cache, tables, lens, scale: float,
+           window: int | None = None) -> torch.Tensor:
+    """The device's kernel on q: [n, heads, d] -> [n, heads*d], each row seeing its context's
+    last `window` keys (None: all); KernelFailed when it fails."""
     device_type = q.device.type
     try:
-        return kernel_for(device_type)(q, k_cache, v_cache, tables, lens, scale)
+        return kernel_for(device_type)(q, k_cache, v_cache, tables, lens, scale,
+                                       window=kernel_window(window))
     except Exception as exc:  # noqa: BLE001 - any compile or launch error means "use SDPA"
         lines = str(exc).strip().splitlines()
         cause = f"{type(exc).__name__}: {lines[0][:200] if lines else 'no message'}"

@@ -31,11 +31,10 @@ class Gemma2Attention(LlamaAttention):
     `rotary` maps a layer type to its rotary embedding."""
 
     def __init__(self, cfg: ModelConfig, rotary: dict, layer: int):
-        kind = cfg.layer_types[layer]
-        super().__init__(cfg, rotary[kind])
+        super().__init__(cfg, rotary[cfg.layer_types[layer]], layer)
         self.attn = PagedAttention(self.heads, self.kv_heads, self.d,
                                    cfg.query_pre_attn_scalar ** -0.5,
-                                   sliding_window=cfg.sliding_window if kind == SLIDING else None,
+                                   sliding_window=cfg.sliding_window(layer),
                                    logits_soft_cap=cfg.attn_logit_softcapping)
 
 

@@ -49,14 +49,15 @@ def gemma_fields(arch: str, cfg: dict, family: str) -> tuple[dict, dict]:
     flat = {**_SHARED, **_DEFAULTS[family], **cfg}
     flat["hidden_act"] = flat["hidden_activation"]
     global_theta, local_theta, scaling = _ropes(flat, family)
-    flat.update(rope_theta=global_theta, rope_scaling=scaling)
+    types = _layer_types(flat, arch)
+    # layer_types is what engine/layer_windows.py reads each layer's window from.
+    flat.update(rope_theta=global_theta, rope_scaling=scaling, layer_types=list(types))
     flat.pop("rope_parameters", None)
     gemma = dict(query_pre_attn_scalar=float(flat["query_pre_attn_scalar"]),
                  # HF's Gemma 3 attention never applies the cap its config may name.
                  attn_logit_softcapping=flat["attn_logit_softcapping"] if family == "gemma2"
                  else None,
-                 final_logit_softcapping=flat["final_logit_softcapping"],
-                 sliding_window=flat["sliding_window"], layer_types=_layer_types(flat, arch),
+                 final_logit_softcapping=flat["final_logit_softcapping"], layer_types=types,
                  rope_local_theta=local_theta if family == "gemma3" else None)
     return flat, gemma
 

@@ -56,6 +56,9 @@ def gguf_hf_config(path: Path) -> dict:
             "max_position_embeddings": get("context_length", 2048),
             "rms_norm_eps": get("attention.layer_norm_rms_epsilon", 1e-6),
             "rope_theta": get("rope.freq_base", 10000.0), "tie_word_embeddings": tied,
+            # Applied where the architecture has a window (engine/layer_windows.py). llama.cpp
+            # converts Mistral to "llama" without one: such a file attends to everything.
+            "sliding_window": get("attention.sliding_window"),
             # GGUF weights are dequantized to fp32 on load (as transformers does).
             "torch_dtype": "float32",
             "bos_token_id": meta.get("tokenizer.ggml.bos_token_id"),

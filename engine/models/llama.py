@@ -1,4 +1,5 @@
-"""Llama family (Llama 2/3, Mistral, Qwen2): RoPE, GQA, RMSNorm, SwiGLU, optional QKV bias.
+"""Llama family (Llama 2/3, Mistral, Qwen2): RoPE, GQA, RMSNorm, SwiGLU, optional QKV bias, and
+each layer's sliding window where the config gives one (Mistral, Qwen2's upper layers).
 
 Readable top to bottom; distribution is data: TP via the parallel layers' shard specs, PP via the
 layer range this stage owns (other layers are never built).
@@ -20,7 +21,7 @@ from engine.parallel.parallel_state import tp
 
 
 class LlamaAttention(nn.Module):
-    def __init__(self, cfg: ModelConfig, rotary: RotaryEmbedding):
+    def __init__(self, cfg: ModelConfig, rotary: RotaryEmbedding, layer: int = 0):
         super().__init__()
         size = tp().size
         d = cfg.head_dim
@@ -31,7 +32,8 @@ class LlamaAttention(nn.Module):
         self.o_proj = RowParallelLinear(cfg.num_heads * d, cfg.hidden_size, bias=False)
         self.heads, self.kv_heads = cfg.num_heads // size, self.kv_part.local_units(size)
         self.rotary = rotary
-        self.attn = PagedAttention(self.heads, self.kv_heads, d, d ** -0.5)
+        self.attn = PagedAttention(self.heads, self.kv_heads, d, d ** -0.5,
+                                   sliding_window=cfg.sliding_window(layer))
         self.d = d
 
     def forward(self, positions, x, meta):
@@ -59,7 +61,7 @@ class LlamaDecoderLayer(nn.Module):
     def __init__(self, cfg: ModelConfig, rotary: RotaryEmbedding, layer: int = 0):
         super().__init__()
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.norm_eps)
-        self.self_attn = self.attention_cls(cfg, rotary)
+        self.self_attn = self.attention_cls(cfg, rotary, layer)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.norm_eps)
         setattr(self, self.mlp_name, self.make_mlp(cfg, layer))
 

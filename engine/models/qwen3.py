@@ -9,8 +9,8 @@ from engine.models.llama import LlamaAttention, LlamaDecoderLayer, LlamaForCausa
 
 
 class Qwen3Attention(LlamaAttention):
-    def __init__(self, cfg: ModelConfig, rotary):
-        super().__init__(cfg, rotary)
+    def __init__(self, cfg: ModelConfig, rotary, layer: int = 0):
+        super().__init__(cfg, rotary, layer)
         self.q_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
         self.k_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
 

@@ -119,6 +119,34 @@ def make_llama_dynamic(path: Path, num_layers: int = 2) -> Path:
                       initializer_range=SHARP)
 
 
+def make_mistral_window(path: Path, num_layers: int = 2) -> Path:
+    """Every layer slides over 32 positions, so prompts of 100-200 tokens cross the window."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    torch.manual_seed(8)
+    cfg = MistralConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=128,
+                        num_hidden_layers=num_layers, num_attention_heads=4,
+                        num_key_value_heads=2, max_position_embeddings=512, sliding_window=32,
+                        tie_word_embeddings=False, initializer_range=SHARP)
+    _save(MistralForCausalLM(cfg), path)
+    return path
+
+
+def make_qwen2_window(path: Path, num_layers: int = 3) -> Path:
+    """Layer 0 attends to the whole context, layers 1 and 2 (from max_window_layers on) slide
+    over 32 positions."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(9)
+    cfg = Qwen2Config(vocab_size=VOCAB, hidden_size=64, intermediate_size=128,
+                      num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=512, tie_word_embeddings=True,
+                      use_sliding_window=True, sliding_window=32, max_window_layers=1,
+                      initializer_range=SHARP)
+    _save(Qwen2ForCausalLM(cfg), path)
+    return path
+
+
 def make_gpt2(path: Path, num_layers: int = 2) -> Path:
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -201,6 +229,10 @@ BUILDERS = {"llama": make_llama, "qwen2": make_qwen2, "gpt2": make_gpt2, "opt": 
 # test_rope_oracle.py): prompts of a few hundred tokens cross it.
 LONG_CONTEXT_BUILDERS = {"phi3-longrope": make_phi3, "qwen2-yarn": make_qwen2_yarn,
                          "llama-dynamic": make_llama_dynamic}
+
+
+# Sliding windows of 32 positions (tests/engine/test_window_oracle.py).
+WINDOW_BUILDERS = {"mistral-window": make_mistral_window, "qwen2-window": make_qwen2_window}
 
 
 # YaRN as DeepSeek-V3 configures it, stretched 4x from 32 positions; mscale != mscale_all_dim

@@ -73,3 +73,13 @@ def test_check_blocks_names_the_knob(device, knob):
 
 def test_max_concurrency():
     assert kv_blocks.max_concurrency(1000, 16, 4000) == 4.0
+
+
+def test_sliding_window_layers_count_the_whole_context():
+    """Blocks behind every window are not freed, so a windowed model's block holds every
+    layer's keys, as a full-attention model's does (and a request needs max_model_len of them,
+    check_blocks)."""
+    mistral = model_config_from_hf({**LLAMA, "architectures": ["MistralForCausalLM"],
+                                    "sliding_window": 32})
+    assert mistral.layer_windows == (32,) * 6
+    assert kv_blocks.bytes_per_block(mistral, 16, 4) == kv_blocks.bytes_per_block(MODEL, 16, 4)

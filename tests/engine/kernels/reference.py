@@ -3,6 +3,8 @@
 import torch
 from torch.nn.functional import scaled_dot_product_attention as sdpa
 
+from engine.layers.sliding_window import first_key
+
 # (heads, KV heads, head_dim): GQA groups of 1 to 4, and a head_dim of 20 (neither a multiple of
 # 8 nor a power of two).
 PAGED_SHAPES = [(9, 3, 64), (4, 4, 32), (8, 2, 20), (6, 3, 16)]
@@ -24,15 +26,17 @@ def random_paged_case(dtype, heads, kv_heads, d, device="cpu", num_blocks=64, bs
     return tuple(x.to(device) for x in (q, kc, vc, tables, lens))
 
 
-def reference_decode(q, kc, vc, tables, lens, scale):
-    """Gather each sequence's blocks and run SDPA in fp32: [n, heads*d] in fp32."""
+def reference_decode(q, kc, vc, tables, lens, scale, window=None):
+    """Gather each sequence's blocks and run SDPA in fp32 over the keys the newest query sees
+    (its last `window`; None or 0: all): [n, heads*d] in fp32."""
     kvh, _, bs, d = kc.shape
     outs = []
     for s in range(q.shape[0]):
         n = int(lens[s])
+        first = first_key(n, window or None)
         blocks = tables[s, :-(-n // bs)]
-        k = kc[:, blocks].reshape(kvh, -1, d)[:, :n].float()
-        v = vc[:, blocks].reshape(kvh, -1, d)[:, :n].float()
+        k = kc[:, blocks].reshape(kvh, -1, d)[:, first:n].float()
+        v = vc[:, blocks].reshape(kvh, -1, d)[:, first:n].float()
         o = sdpa(q[s].float()[None, :, None], k[None], v[None], scale=scale, enable_gqa=True)
         outs.append(o.reshape(-1))
     return torch.stack(outs)

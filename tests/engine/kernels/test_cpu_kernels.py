@@ -24,6 +24,19 @@ def test_paged_decode_matches_sdpa_over_gathered_blocks(dtype, tol, heads, kv_he
     torch.testing.assert_close(out.float(), ref, atol=tol, rtol=tol)
 
 
+@pytest.mark.parametrize("window", [1, 5, 16, 17, 64])
+def test_paged_decode_starts_at_the_sliding_windows_first_key(window):
+    """Windows of one key, within a block, exactly a block, a block and one, and longer than
+    most contexts: keys before the window (random data) must not be read."""
+    heads, kv_heads, d = PAGED_SHAPES[0]
+    q, kc, vc, tables, lens = random_paged_case(torch.float32, heads, kv_heads, d)
+    out = torch.ops.onenode.paged_decode(q, kc, vc, tables, lens, d ** -0.5, window=window)
+    ref = reference_decode(q, kc, vc, tables, lens, d ** -0.5, window)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    full = reference_decode(q, kc, vc, tables, lens, d ** -0.5)
+    assert not torch.allclose(out, full)  # the window hid some keys
+
+
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 3e-2)])
 @pytest.mark.parametrize("rows,k,n", [(1, 576, 960), (2, 64, 33), (3, 20, 7), (4, 1536, 576),
                                       (9, 64, 40)])

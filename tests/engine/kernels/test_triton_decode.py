@@ -36,6 +36,14 @@ for dtype, tol in ((torch.float32, 1e-5), (torch.float16, 2e-3)):
             out = triton_decode.paged_decode(q, kc, vc, tables, lens, d ** -0.5, splits)
             assert out.shape == (q.shape[0], heads * d) and out.dtype == dtype
             torch.testing.assert_close(out.float(), ref, atol=tol, rtol=tol)
+for heads, kv_heads, d in {PAGED_SHAPES[:2]!r}:  # sliding windows: mid-block, and past a block
+    q, kc, vc, tables, lens = random_paged_case(torch.float32, heads, kv_heads, d)
+    for window in (7, 33):
+        ref = reference_decode(q, kc, vc, tables, lens, d ** -0.5, window)
+        for splits in (1, 3):
+            out = triton_decode.paged_decode(q, kc, vc, tables, lens, d ** -0.5, splits,
+                                             window=window)
+            torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
 print("ok")
 """
 
@@ -69,10 +77,11 @@ def _matrix(pythonpath: str, *args: str) -> dict:
 
 @pytest.mark.slow
 def test_matrix_matches_reference_under_the_cuda_locks_triton(cuda_lock_triton):
-    """fp32/bf16 x head_dim 64/128 x GQA 1/4/8 x block 16/32, one pass and split-KV."""
+    """fp32/bf16 x head_dim 64/128 x GQA 1/4/8 x block 16/32, one pass and split-KV; fp32
+    also with a sliding window."""
     result = _matrix(cuda_lock_triton)
     assert result["triton"] == lock_triton.pinned()[0]
-    assert result["cases"] == len(triton_matrix.MATRIX) * len(triton_matrix.SPLITS) == 48
+    assert result["cases"] == len(triton_matrix.cases()) == 72
     assert result["failures"] == []
 
 
@@ -84,6 +93,9 @@ def test_the_matrix_catches_a_deliberate_bug(cuda_lock_triton, mutant):
                                .replace("'", '"'))) for f in result["failures"]}
     if mutant == "combine":  # only split-KV combines partials
         assert failed and all(case[-1] > 1 for case in failed)
+        assert len(failed) == result["cases"] // 2
+    elif mutant == "window":  # only a window has keys before it
+        assert failed and all(case[-2] > 0 for case in failed)
         assert len(failed) == result["cases"] // 2
     else:
         assert len(failed) == result["cases"]
@@ -99,8 +111,7 @@ def test_splits_fill_the_sms_for_small_batches_only():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("case", [(*c, s) for c in triton_matrix.MATRIX
-                                  for s in (*triton_matrix.SPLITS, None)])
+@pytest.mark.parametrize("case", triton_matrix.cases(splits=(*triton_matrix.SPLITS, None)))
 def test_kernel_matches_reference_on_cuda(case):
     assert triton_matrix.check(triton_decode, *case, device="cuda") is None
 

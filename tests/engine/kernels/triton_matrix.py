@@ -26,9 +26,18 @@ MATRIX = list(itertools.product(("float32", "bfloat16"), (64, 128), (1, 4, 8), (
 SPLITS = (1, 3)  # one pass, and split-KV with a split past some contexts' last block
 # Each mutant: (original text, buggy text). The first reads one key past each context's end
 # (an off-by-one mask); the second combines split-KV partials without rescaling them to the
-# global max.
+# global max; the third reads the keys before a sliding window's first one in its first block.
 MUTANTS = {"mask": ("b * BLOCK_SIZE + t < length", "b * BLOCK_SIZE + t <= length"),
-           "combine": ("tl.exp(m - tl.max(m, axis=0))", "tl.exp(m - m)")}
+           "combine": ("tl.exp(m - tl.max(m, axis=0))", "tl.exp(m - m)"),
+           "window": (" & (b * BLOCK_SIZE + t >= lo)", "")}
+
+
+def cases(matrix=MATRIX, splits=SPLITS) -> list[tuple]:
+    """(dtype, head_dim, group, block size, window, splits): the matrix without a window, and
+    its fp32 half with a window of block size - 3 (0: none), which starts mid-block for every
+    context of `lengths` longer than it."""
+    return [(*case, window, s) for case in matrix for s in splits
+            for window in ((0,) if case[0] != "float32" else (0, case[3] - 3))]
 
 
 def lengths(bs: int) -> tuple[int, ...]:
@@ -36,13 +45,14 @@ def lengths(bs: int) -> tuple[int, ...]:
     return (1, bs - 1, bs, bs + 1, 3 * bs + 5)
 
 
-def check(module, dtype_name, d, group, bs, splits, device="cpu") -> str | None:
+def check(module, dtype_name, d, group, bs, window, splits, device="cpu") -> str | None:
     """None when the kernel matches the reference on this case, else what differs."""
     dtype = getattr(torch, dtype_name)
     q, kc, vc, tables, lens = random_paged_case(dtype, 2 * group, 2, d, device, num_blocks=24,
                                                 bs=bs, lens=lengths(bs))
-    out = module.paged_decode(q, kc, vc, tables, lens, d ** -0.5, num_splits=splits)
-    ref = reference_decode(q, kc, vc, tables, lens, d ** -0.5)
+    out = module.paged_decode(q, kc, vc, tables, lens, d ** -0.5, num_splits=splits,
+                              window=window)
+    ref = reference_decode(q, kc, vc, tables, lens, d ** -0.5, window)
     if out.shape != ref.shape or out.dtype != dtype:
         return f"shape/dtype {tuple(out.shape)} {out.dtype}"
     # bf16: the kernel's fp32 result rounded once, so compare with the reference rounded once,
@@ -79,13 +89,13 @@ def main() -> int:
         else:
             from engine.kernels import triton_decode as module
         matrix = MATRIX if not args.mutant else [c for c in MATRIX if c[:2] == ("float32", 64)]
-        cases = [(*case, splits) for case in matrix for splits in SPLITS]
+        todo = cases(matrix)
         failures = []
-        for case in cases:
+        for case in todo:
             problem = check(module, *case)
             if problem:
                 failures.append(f"{case}: {problem}")
-    print(json.dumps({"triton": triton.__version__, "cases": len(cases),
+    print(json.dumps({"triton": triton.__version__, "cases": len(todo),
                       "failures": failures}))
     return 0
 

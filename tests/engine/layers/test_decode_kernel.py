@@ -27,7 +27,7 @@ def warnings(monkeypatch):
 
 def _broken_triton(calls: list):
     """What Triton raises in a container without Python headers, on its first launch."""
-    def launch(*args):
+    def launch(*args, **kwargs):
         calls.append(args)
         raise subprocess.CalledProcessError(1, ["gcc", "main.c"], stderr="fatal error: Python.h")
     return launch

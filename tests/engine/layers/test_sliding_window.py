@@ -67,8 +67,6 @@ STEPS = [[(0, 0, 40), (1, 0, 19), (2, 0, 30)],  # fresh prompts
 def test_every_cached_path_applies_the_window(window, in_place):
     if in_place and not decode_kernel.available("cpu"):
         pytest.skip("no C++ kernels on this machine")
-    if in_place and window:
-        pytest.skip("the in-place kernels learn the window in the next commit")
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(3, 70, h, D, generator=g) for h in (HEADS, KV_HEADS, KV_HEADS))
     attn = PagedAttention(HEADS, KV_HEADS, D, D ** -0.5, sliding_window=window)
