@@ -45,7 +45,8 @@ def gemma_fields(arch: str, cfg: dict, family: str) -> tuple[dict, dict]:
     if cfg.get("use_bidirectional_attention"):
         raise ModelLoadError(f"{arch} with use_bidirectional_attention (an embedding model, "
                              f"e.g. EmbeddingGemma) is not supported; onenode serves causal "
-                             f"language models: use a Gemma {family[-1]} text-generation checkpoint")
+                             f"language models: use a Gemma {family[-1]} text-generation "
+                             f"checkpoint")
     flat = {**_SHARED, **_DEFAULTS[family], **cfg}
     flat["hidden_act"] = flat["hidden_activation"]
     global_theta, local_theta, scaling = _ropes(flat, family)

@@ -15,6 +15,8 @@ import torch
 
 from tests.engine.tiny_models import SHARP, VOCAB, _save
 
+EMBED_SHRINK = 0.125
+
 _SHAPE = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_attention_heads=4,
               num_key_value_heads=2, head_dim=32, query_pre_attn_scalar=20,
               max_position_embeddings=512, bos_token_id=1, eos_token_id=2, pad_token_id=0,
@@ -26,10 +28,13 @@ def _random_norms(model) -> None:
         for name, p in model.named_parameters():
             if "norm" in name:
                 p.normal_(0.0, 0.3)
+        # The embedding is multiplied by sqrt(hidden) = 8: at full size it would drown what
+        # attention adds, and greedy decoding would only repeat the last token.
+        model.get_input_embeddings().weight.mul_(EMBED_SHRINK)
 
 
 def make_gemma2(path: Path, num_layers: int = 4, sliding_window: int = 4096,
-                attn_cap: float = 2.0, final_cap: float = 3.0) -> Path:
+                attn_cap: float = 2.0, final_cap: float = 0.5) -> Path:
     """Layers 0 and 2 slide, 1 and 3 are global (Gemma 2's alternation)."""
     from transformers import Gemma2Config, Gemma2ForCausalLM
 
@@ -43,7 +48,7 @@ def make_gemma2(path: Path, num_layers: int = 4, sliding_window: int = 4096,
 
 
 def make_gemma3(path: Path, num_layers: int = 4, sliding_window: int = 4096,
-                final_cap: float | None = 3.0) -> Path:
+                final_cap: float | None = 0.5) -> Path:
     """Every third layer global (sliding_window_pattern 3: layers 2 and 5 of 6); the config
     spelled as Gemma 3's releases spell it (rope_theta, rope_local_base_freq, rope_scaling,
     sliding_window_pattern), which transformers 5 still reads."""
@@ -63,4 +68,25 @@ def make_gemma3(path: Path, num_layers: int = 4, sliding_window: int = 4096,
         saved.pop(key)
     saved.update(rope, sliding_window_pattern=3)
     config_json.write_text(json.dumps(saved, indent=2))
+    return path
+
+
+def make_gemma3_multimodal(path: Path, num_layers: int = 3, sliding_window: int = 32) -> Path:
+    """An image-text Gemma3ForConditionalGeneration (a one-layer SigLIP tower): onenode serves
+    its text model."""
+    from transformers import (Gemma3Config, Gemma3ForConditionalGeneration, Gemma3TextConfig,
+                              SiglipVisionConfig)
+
+    torch.manual_seed(13)
+    text = Gemma3TextConfig(**_SHAPE, num_hidden_layers=num_layers, sliding_window=sliding_window,
+                            sliding_window_pattern=3, final_logit_softcapping=0.5)
+    vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                num_attention_heads=2, image_size=28, patch_size=14)
+    cfg = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4,
+                       boi_token_index=VOCAB - 3, eoi_token_index=VOCAB - 2,
+                       image_token_index=VOCAB - 1, bos_token_id=1, eos_token_id=2,
+                       pad_token_id=0)
+    model = Gemma3ForConditionalGeneration(cfg)
+    _random_norms(model)
+    _save(model, path)
     return path
