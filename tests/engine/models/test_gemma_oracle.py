@@ -30,7 +30,8 @@ def case(request, tmp_path_factory):
 
 
 def generate(path, prompts, logprobs=None, **kw):
-    llm = LLM(str(path), dtype="float32", kv_cache_space_gib=0.05, **kw)
+    kw.setdefault("kv_cache_space_gib", None if kw.get("device") == "cuda" else 0.05)
+    llm = LLM(str(path), dtype="float32", **kw)
     try:
         outs = llm.generate(prompts, SamplingParams(temperature=0, max_tokens=NEW,
                                                     ignore_eos=True, logprobs=logprobs),
@@ -121,3 +122,13 @@ def test_image_text_checkpoint_serves_its_text_model(tmp_path):
     rng = random.Random(0)  # text tokens only: the last three ids are the image markers
     prompts = [[rng.randrange(3, VOCAB - 3) for _ in range(n)] for n in (20, 100)]
     assert tokens(path, prompts) == hf_greedy(path, prompts, NEW)
+
+
+@pytest.mark.gpu
+def test_cuda_matches_hf_on_cuda(case):
+    """The soft-capped path (Gemma 2) and the Triton kernel's window (Gemma 3) on CUDA."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    _, path, prompts, _ = case
+    ours = tokens(path, prompts, device="cuda", gpu_memory_utilization=0.3)
+    assert ours == hf_greedy(path, prompts, NEW, device="cuda")
