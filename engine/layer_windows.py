@@ -9,14 +9,16 @@ applies them (so that the oracle and onenode agree):
   the layers `layer_types` names "sliding_attention", or without it, layers from
   `max_window_layers` on; Qwen3-MoE slides every layer; Qwen2-MoE slides the even-indexed layers
   (0, 2, ...) below `max_window_layers`;
-- any other architecture with `layer_types`: its "sliding_attention" layers;
+- any other architecture with `layer_types`: its "sliding_attention" layers (Gemma 2/3, whose
+  layer_types engine/models/gemma_config.py fills in from sliding_window_pattern as HF does);
 - Llama and the rest: none (HF's Llama has no window, whatever the config says).
 """
 
 from onenode.errors import ModelLoadError
 
 # The architectures whose model files pass each layer's window to its attention.
-WINDOWED = ("MistralForCausalLM", "Qwen2ForCausalLM")
+WINDOWED = ("MistralForCausalLM", "Qwen2ForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM",
+            "Gemma3ForConditionalGeneration")
 _EVERY_LAYER = ("MistralForCausalLM", "MixtralForCausalLM", "Phi3ForCausalLM",
                 "Qwen3MoeForCausalLM")
 _GATED = ("Qwen2ForCausalLM", "Qwen3ForCausalLM", "Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM")

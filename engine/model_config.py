@@ -4,10 +4,11 @@ The engine (to build modules and size the KV cache) and the planner (to advise T
 weights) both read this one description, so a prediction and a real run cannot disagree.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from engine.layer_windows import layer_windows
 from engine.layers.rope_scaling import Rope, max_positions, normalize_scaling
+from engine.models.gemma_config import GEMMA_ARCHITECTURES, GEMMA_MODEL_TYPES, gemma_fields
 from onenode.errors import ModelLoadError
 
 # HF architecture name -> our model family (engine/models/<family>.py).
@@ -23,6 +24,7 @@ ARCHITECTURES = {
     "Qwen2MoeForCausalLM": "qwen2_moe",
     "Qwen3MoeForCausalLM": "qwen3_moe",
     "DeepseekV3ForCausalLM": "deepseek_v3",
+    **GEMMA_ARCHITECTURES,
 }
 
 
@@ -81,6 +83,11 @@ class ModelConfig:
     # Each layer's sliding window (engine/layer_windows.py), None where it attends to the whole
     # context; (): no layer has one.
     layer_windows: tuple[int | None, ...] = ()
+    query_pre_attn_scalar: float | None = None  # Gemma: softmax scale is its -0.5 power
+    attn_logit_softcapping: float | None = None  # scores become cap * tanh(score / cap)
+    final_logit_softcapping: float | None = None  # the same on the output logits
+    layer_types: tuple[str, ...] = ()  # "sliding_attention" or "full_attention": picks the rope
+    rope_local_theta: float | None = None  # Gemma 3: rope base of the sliding layers
 
     @property
     def gated_mlp(self) -> bool:
@@ -97,7 +104,7 @@ class ModelConfig:
     @property
     def max_supported_positions(self) -> int:
         """Positions the model handles: its learned table, or its rope after scaling."""
-        rope = self.rope
+        rope = None if self.family == "gemma3" else self.rope  # Gemma 3's counts its scaling
         return self.max_position_embeddings if rope is None else max_positions(rope)
 
     def sliding_window(self, layer: int) -> int | None:
@@ -150,6 +157,9 @@ def model_config_from_hf(cfg: dict) -> ModelConfig:
             f"onenode supports {', '.join(sorted(ARCHITECTURES))}"
         )
     family = ARCHITECTURES[arch]
+    if family in ("gemma2", "gemma3"):
+        flat, gemma = gemma_fields(arch, cfg, family)
+        return replace(_llama(arch, flat, family), **gemma)
     if family in ("gpt2", "opt", "phi3"):
         return {"gpt2": _gpt2, "opt": _opt, "phi3": _phi3}[family](arch, cfg)
     return _llama(arch, cfg, family)
@@ -161,7 +171,7 @@ def _guess_arch(model_type: str) -> str | None:
                "opt": "OPTForCausalLM", "qwen3": "Qwen3ForCausalLM", "mixtral": "MixtralForCausalLM",
                "qwen2_moe": "Qwen2MoeForCausalLM", "qwen3_moe": "Qwen3MoeForCausalLM",
                "deepseek_v3": "DeepseekV3ForCausalLM"}
-    return by_type.get(model_type)
+    return by_type.get(model_type) or GEMMA_MODEL_TYPES.get(model_type)
 
 
 def _common(cfg: dict) -> dict:
@@ -248,7 +258,7 @@ def _llama(arch: str, cfg: dict, family: str = "llama") -> ModelConfig:
         attention_bias=bool(cfg.get("attention_bias", False))
         or arch in ("Qwen2ForCausalLM", "Qwen2MoeForCausalLM"),
         hidden_act=cfg.get("hidden_act", "silu"),
-        qk_norm=family in ("qwen3", "qwen3_moe"), **moe_fields(cfg), **_common(cfg),
+        qk_norm=family in ("qwen3", "qwen3_moe", "gemma3"), **moe_fields(cfg), **_common(cfg),
     )
 
 

@@ -1,4 +1,5 @@
-"""Activations by HF name, and SwiGLU on a packed [gate | up] projection."""
+"""Activations by HF name, and gated ones (SwiGLU, Gemma's gelu-tanh) on a packed [gate | up]
+projection."""
 
 import torch
 from torch import nn
@@ -18,3 +19,16 @@ def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
         return torch.ops.onenode.silu_and_mul(x)
     half = x.shape[-1] // 2
     return nn.functional.silu(x[..., :half]) * x[..., half:]
+
+
+def act_and_mul(name: str):
+    """act(gate) * up on a packed [gate | up] projection: SwiGLU's fused kernel for silu."""
+    if name == "silu":
+        return silu_and_mul
+    act = act_fn(name)
+
+    def gated(x: torch.Tensor) -> torch.Tensor:
+        half = x.shape[-1] // 2
+        return act(x[..., :half]) * x[..., half:]
+
+    return gated

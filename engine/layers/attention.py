@@ -18,6 +18,8 @@ keys as one contiguous [L, head_dim] matrix: the layout SDPA's CPU and CUDA kern
 - A layer with a sliding window (Mistral, some Qwen2 layers) hides keys `window` or more
   positions behind each query, on every path, by the one rule of engine/layers/sliding_window.py.
   Its cache still holds the whole context: blocks behind every window are not freed.
+- A layer with `logits_soft_cap` (Gemma 2) scores explicitly in engine/layers/softcap_attention.py
+  instead (window included): SDPA and the kernels cannot cap the scores before the softmax.
 """
 
 import math
@@ -31,6 +33,7 @@ from engine.layers import decode_kernel
 from engine.layers.attention_metadata import AttentionMetadata
 from engine.layers.attention_plan import attention_plan
 from engine.layers.sliding_window import narrows, visible
+from engine.layers.softcap_attention import soft_capped
 
 
 def _zeros(shape: tuple[int, ...], dtype: torch.dtype, device) -> torch.Tensor:
@@ -42,13 +45,15 @@ def _zeros(shape: tuple[int, ...], dtype: torch.dtype, device) -> torch.Tensor:
 
 class PagedAttention(nn.Module):
     def __init__(self, num_heads: int, num_kv_heads: int, head_dim: int, scale: float, *,
-                 sliding_window: int | None = None):
+                 sliding_window: int | None = None, logits_soft_cap: float | None = None):
         """`sliding_window`: each query sees only the keys fewer than this many positions
-        behind it (itself included); None: every earlier key."""
+        behind it (itself included); None: every earlier key. `logits_soft_cap`: scores
+        become cap * tanh(score / cap) before the mask and the softmax; None: no cap."""
         super().__init__()
         if sliding_window is not None and sliding_window < 1:
             raise ValueError(f"sliding_window={sliding_window} must be a positive number of "
                              f"positions, or None for full attention")
+        self.logits_soft_cap = logits_soft_cap
         self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
         self.group = num_heads // num_kv_heads
         self.scale = scale
@@ -69,10 +74,14 @@ class PagedAttention(nn.Module):
     def forward(self, q, k, v, meta: AttentionMetadata) -> torch.Tensor:
         """q: [T, h, d]; k, v: [T, kvh, d] -> [T, h*d]."""
         if meta.no_cache or self.k_cache is None:
+            if self.logits_soft_cap is not None:
+                return soft_capped(self, q, k, v, meta, cached=False)
             return self._no_cache(q, k, v, meta)
         kvh, d = self.num_kv_heads, self.head_dim
         self.k_cache.view(kvh, -1, d).index_copy_(1, meta.slot_mapping, k.transpose(0, 1))
         self.v_cache.view(kvh, -1, d).index_copy_(1, meta.slot_mapping, v.transpose(0, 1))
+        if self.logits_soft_cap is not None:
+            return soft_capped(self, q, k, v, meta, cached=True)
         plan, decoded = self._plan_and_decode_in_place(q, meta)
         if decoded is not None and plan.batch.rows is None:
             return decoded

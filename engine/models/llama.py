@@ -80,6 +80,7 @@ class LlamaDecoderLayer(nn.Module):
 
 class LlamaForCausalLM(nn.Module):
     layer_cls = LlamaDecoderLayer
+    norm_cls = RMSNorm  # the final norm
     checkpoint_prefixes = ("model.",)
     packed_modules_mapping: ClassVar[dict] = {
         "q_proj": ("qkv_proj", "q"), "k_proj": ("qkv_proj", "k"), "v_proj": ("qkv_proj", "v"),
@@ -93,21 +94,28 @@ class LlamaForCausalLM(nn.Module):
         self.is_first, self.is_last = is_first, is_last
         self.embed_tokens = VocabParallelEmbedding(cfg.vocab_size, cfg.hidden_size) \
             if is_first else None
-        rotary = RotaryEmbedding(cfg.head_dim, cfg.max_position_embeddings, cfg.rope_theta,
-                                 cfg.rope_scaling, cfg.partial_rotary_factor)
+        rotary = self.make_rotary(cfg)
         self.layers = nn.ModuleDict({str(i): self.layer_cls(cfg, rotary, i)
                                      for i in range(*layer_range)})
         if is_last:
-            self.norm = RMSNorm(cfg.hidden_size, cfg.norm_eps)
+            self.norm = self.norm_cls(cfg.hidden_size, cfg.norm_eps)
             self.lm_head = ParallelLMHead(cfg.vocab_size, cfg.hidden_size)
             if is_first and cfg.tie_word_embeddings:
                 self.lm_head.weight = self.embed_tokens.weight  # one copy when both live here
         self.tied_weights = {"lm_head.weight": "embed_tokens.weight"} \
             if cfg.tie_word_embeddings else {}
 
+    def make_rotary(self, cfg: ModelConfig):
+        """The rotary embedding every layer is given (Gemma 3: one per layer type)."""
+        return RotaryEmbedding(cfg.head_dim, cfg.max_position_embeddings, cfg.rope_theta,
+                               cfg.rope_scaling, cfg.partial_rotary_factor)
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.embed_tokens(input_ids)
+
     def forward(self, input_ids, positions, meta, intermediate=None):
         if self.is_first:
-            hidden, residual = self.embed_tokens(input_ids), None
+            hidden, residual = self.embed(input_ids), None
         else:
             hidden, residual = intermediate["hidden"], intermediate["residual"]
         for layer in self.layers.values():

@@ -25,6 +25,10 @@ def _family_class(family: str):
         from engine.models.qwen2_moe import Qwen2MoeForCausalLM as cls
     elif family == "mixtral":
         from engine.models.mixtral import MixtralForCausalLM as cls
+    elif family == "gemma2":
+        from engine.models.gemma2 import Gemma2ForCausalLM as cls
+    elif family == "gemma3":
+        from engine.models.gemma3 import Gemma3ForCausalLM as cls
     elif family == "deepseek_v3":
         from engine.models.deepseek_v3 import DeepseekV3ForCausalLM as cls
     else:
