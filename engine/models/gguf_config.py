@@ -17,6 +17,24 @@ GGUF_MOE_ARCHS = ("qwen2moe", "qwen3moe", "deepseek2", "deepseek", "mixtral", "d
 
 def gguf_hf_config(path: Path) -> dict:
     """Translate GGUF metadata (llama.cpp names) into the HF config.json fields we parse."""
+    reader, meta, arch = _read_supported(path)
+
+    def get(key, default=None):
+        return meta.get(f"{arch}.{key}", default)
+
+    vocab = get("vocab_size") or len(reader.fields["tokenizer.ggml.tokens"].data)
+    tied = not any(t.name == "output.weight" for t in reader.tensors)
+    if arch == "gpt2":
+        return {"architectures": [GGUF_ARCHS[arch]], "model_type": arch, "n_embd": get("embedding_length"),
+                "n_layer": get("block_count"), "n_head": get("attention.head_count"),
+                "n_inner": get("feed_forward_length"), "vocab_size": vocab,
+                "n_positions": get("context_length", 1024), "torch_dtype": "float32"}
+    return _decoder_fields(arch, meta, get, vocab, tied)
+
+
+def _read_supported(path: Path):
+    """The reader, its metadata (tokenizer arrays left out) and the architecture, or one line
+    saying why onenode does not read this file."""
     from gguf import GGUFReader
 
     try:
@@ -36,17 +54,10 @@ def gguf_hf_config(path: Path) -> dict:
     if arch not in GGUF_ARCHS:
         raise ModelLoadError(f"GGUF architecture {arch!r} is not supported; onenode reads "
                              f"{', '.join(sorted(GGUF_ARCHS))}")
+    return reader, meta, arch
 
-    def get(key, default=None):
-        return meta.get(f"{arch}.{key}", default)
 
-    vocab = get("vocab_size") or len(reader.fields["tokenizer.ggml.tokens"].data)
-    tied = not any(t.name == "output.weight" for t in reader.tensors)
-    if arch == "gpt2":
-        return {"architectures": [GGUF_ARCHS[arch]], "model_type": arch, "n_embd": get("embedding_length"),
-                "n_layer": get("block_count"), "n_head": get("attention.head_count"),
-                "n_inner": get("feed_forward_length"), "vocab_size": vocab,
-                "n_positions": get("context_length", 1024), "torch_dtype": "float32"}
+def _decoder_fields(arch: str, meta: dict, get, vocab: int, tied: bool) -> dict:
     return {"architectures": [GGUF_ARCHS[arch]], "model_type": arch,
             "hidden_size": get("embedding_length"),
             "num_hidden_layers": get("block_count"),
