@@ -62,7 +62,7 @@ def test_qwen3_moe_across_containers_equals_hf(docker_cluster, cluster_hf_home, 
     for p in path.rglob("*"):
         p.chmod(0o755 if p.is_dir() else 0o644)
     prompts = make_prompts(path, lengths=(6, 21))
-    args = ["--enable-expert-parallel"] if ep else []
+    args = ["--enable-expert-parallel", "--one-cpu-per-node"] if ep else []
     res = run_in_head(docker_cluster, cluster_hf_home, f"{HF}/models/tiny-qwen3-moe", str(tp),
                       str(pp), json.dumps(prompts), "10", *args)
     assert len(set(res["ips"])) == 3

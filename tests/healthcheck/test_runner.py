@@ -7,6 +7,7 @@ import time
 import pytest
 
 from healthcheck.runner import HealthcheckOptions, run_healthcheck
+from healthcheck.thresholds import EXPECTED_GBPS
 from healthcheck.verdicts import FAIL, INFO, WARN
 
 pytestmark = pytest.mark.slow
@@ -25,7 +26,10 @@ def label_of(report, node_id):
 
 def test_agreeing_nodes_pass_and_gloo_is_verified(local_ray, tmp_path):
     (tmp_path / "config.json").write_text("{}")
-    report = run_healthcheck(options(local_ray, model=str(tmp_path)))
+    # Bandwidth figures are not what this test checks (test_thresholds.py does): on a rig whose
+    # cores are shared with other jobs, gloo can fall below the default line and be flagged.
+    expect = {kind: 1e-6 for kind in EXPECTED_GBPS}
+    report = run_healthcheck(options(local_ray, model=str(tmp_path), expect=expect))
     assert len(report.nodes) == 3
     assert {v.level for v in report.verdicts} <= {INFO}, report.verdicts
     assert any("simulated cluster" in v.message for v in report.verdicts)
