@@ -1,0 +1,192 @@
+"""Prefill attention for many sequences in one SDPA call ("varlen" prefill): the step's prefill
+sequences padded into one batch [S, heads, rows, head_dim], planned once per step and shared by
+every layer (engine/layers/attention.py runs it).
+
+A batch has one of two layouts, whichever costs less work:
+- aligned: each query sits in the row of its position (rows = keys). Without a sliding window
+  this is plain causal attention (`is_causal`: no mask tensor, the kernels skip the blocks above
+  the diagonal). A sequence with a cached prefix also computes its prefix rows, then drops them.
+- top: each sequence's queries fill rows 0..n-1 (rows = the longest query), under an explicit
+  mask (engine/layers/prefill_mask.py): the whole rows x keys rectangle, but no prefix rows. It
+  wins for short suffixes of long cached prefixes (a prefix-cache hit).
+Keys come from the step's new K/V when no sequence of the batch has a cached prefix; otherwise
+from the paged cache, by whole blocks (the new K/V are already written there).
+
+Padding is work too, so sequences sorted by length are cut into batches where that is cheaper
+(`_cut`, an exact split over a cost model per device type): one batch when lengths are alike,
+or whenever a call costs far more than padding (CUDA); a lone sequence runs unpadded.
+"""
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from engine.layers.attention_metadata import AttentionMetadata
+from engine.layers.attention_plan import PrefillSeq
+from engine.layers.prefill_mask import prefill_mask
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Estimated costs, in query-key scores (one query row against one key row, all heads)."""
+    call: float  # one more SDPA call: launch, dispatch, thread start-up
+    row: float  # copying one token row into or out of a padded batch (q, k and v, output)
+    mask: float  # a score under an explicit mask, against one under is_causal
+
+
+# CPU: measured with SmolLM2-135M's heads on the rig (docs/performance.md). CUDA: estimates
+# (launches ~20 us; a masked call leaves the flash kernel) until a GPU measures them.
+COSTS = {"cpu": Costs(call=20_000, row=30, mask=1.5),
+         "cuda": Costs(call=3_000_000, row=200, mask=4.0)}
+
+
+@dataclass
+class PrefillBatch:
+    seqs: list[PrefillSeq]
+    rows: int  # query rows per sequence
+    keys: int  # key rows per sequence
+    aligned: bool  # query rows at their positions (causal), else from row 0 (masked)
+    q_index: torch.Tensor | None  # [S * rows] token row of each query row; None: one sequence
+    out_rows: torch.Tensor | None  # [N] batch rows of the real queries, in token_rows' order
+    token_rows: torch.Tensor | None  # [N] their rows in the step, ascending; None: one sequence
+    key_index: torch.Tensor | None  # [S * keys] token rows of the keys (nothing cached)
+    blocks: torch.Tensor | None  # [S * keys / block_size] cache blocks (a cached prefix)
+    lens: tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # query_lens, context_lens, offsets
+    _masks: dict = field(default_factory=dict)
+
+    @property
+    def num_seqs(self) -> int:
+        return len(self.seqs)
+
+    def covers(self, num_tokens: int) -> bool:
+        """Whether the batch's outputs are the step's every row, in order."""
+        return sum(p.end - p.start for p in self.seqs) == num_tokens
+
+    def mask(self, sliding_window: int | None = None) -> torch.Tensor | None:
+        """None where `is_causal` says it all; else the [S, 1, rows, keys] bool mask, built once
+        per window size and step (layers may differ in window: Gemma alternates)."""
+        if self.aligned and sliding_window is None:
+            return None
+        if sliding_window not in self._masks:
+            self._masks[sliding_window] = prefill_mask(*self.lens, self.rows, self.keys,
+                                                       sliding_window)
+        return self._masks[sliding_window]
+
+
+def prefill_batches(meta: AttentionMetadata, seqs: list[PrefillSeq],
+                    device_type: str) -> list[PrefillBatch]:
+    """The step's prefill sequences as padded batches, built by the first layer that asks and
+    cached on `meta` (the layers share it)."""
+    batches = getattr(meta, "_prefill_batches", None)
+    if batches is None:
+        costs = COSTS.get(device_type, COSTS["cuda"])
+        batches = [_batch(part, meta, costs) for part in _cut(seqs, meta.block_size, costs)]
+        meta._prefill_batches = batches
+    return batches
+
+
+def pack_queries(q: torch.Tensor, batch: PrefillBatch) -> torch.Tensor:
+    """q [T, h, d] -> [S, h, rows, d] (padding rows hold token row 0: finite, dropped)."""
+    return q.index_select(0, batch.q_index).view(batch.num_seqs, batch.rows, *q.shape[1:]) \
+        .transpose(1, 2)
+
+
+def pack_keys(new: torch.Tensor, cache: torch.Tensor | None, batch: PrefillBatch) -> torch.Tensor:
+    """The batch's keys (or values) [S, kvh, keys, d]: from the new rows `new` [T, kvh, d], or
+    gathered by block from `cache` [kvh, num_blocks, block_size, d]."""
+    s = batch.num_seqs
+    if batch.key_index is not None:
+        return new.index_select(0, batch.key_index).view(s, batch.keys, *new.shape[1:]) \
+            .transpose(1, 2)
+    kvh, num_blocks = cache.shape[:2]
+    return cache.view(kvh, num_blocks, -1).index_select(1, batch.blocks) \
+        .view(kvh, s, batch.keys, cache.shape[-1]).transpose(0, 1)
+
+
+def unpack(out: torch.Tensor, batch: PrefillBatch) -> torch.Tensor:
+    """SDPA's [S, h, rows, d] -> the real queries' rows [N, h * d], in token_rows' order."""
+    s, h, rows, d = out.shape
+    return out.transpose(1, 2).reshape(s * rows, h * d).index_select(0, batch.out_rows)
+
+
+def _work(s: int, longest: int, top: int, cached: bool, block_size: int,
+          costs: Costs) -> tuple[float, bool]:
+    """(estimated cost of one call over `s` sequences whose longest context is `longest` and
+    longest query `top`, whether its layout is aligned). A lone sequence runs unpadded."""
+    if s == 1 and not cached:
+        return costs.call + top * (top + 1) / 2, True
+    if s == 1:
+        return costs.call + top * longest * costs.mask + longest * costs.row, False
+    keys = _round(longest, block_size) if cached else longest
+    aligned = s * keys * (keys + 1) / 2
+    masked = s * top * keys * costs.mask
+    rows = keys if aligned <= masked else top
+    return costs.call + min(aligned, masked) + s * (2 * rows + keys) * costs.row, aligned <= masked
+
+
+def _round(n: int, block_size: int) -> int:
+    return -(-n // block_size) * block_size
+
+
+def _cut(seqs: list[PrefillSeq], block_size: int, costs: Costs) -> list[list[PrefillSeq]]:
+    """Sequences sorted by length, cut into runs of least total cost: exact dynamic programming
+    over the cut points, where a run's cost only grows as it takes in shorter sequences (which
+    ends the search for each run's start early)."""
+    order = sorted(seqs, key=lambda p: (p.length, p.end - p.start))
+    best, start = [0.0] + [math.inf] * len(order), [0] * (len(order) + 1)
+    for j in range(1, len(order) + 1):
+        top, cached = 0, False
+        for i in range(j - 1, -1, -1):
+            top = max(top, order[i].end - order[i].start)
+            cached |= order[i].blocks is not None
+            cost, _ = _work(j - i, order[j - 1].length, top, cached, block_size, costs)
+            if cost >= best[j]:
+                break
+            if best[i] + cost < best[j]:
+                best[j], start[j] = best[i] + cost, i
+    runs, j = [], len(order)
+    while j > 0:
+        runs.append(order[start[j]:j])
+        j = start[j]
+    return runs[::-1]
+
+
+def _batch(part: list[PrefillSeq], meta: AttentionMetadata, costs: Costs) -> PrefillBatch:
+    """The index tensors that pad `part` into one batch (and take its outputs back)."""
+    device, bs = meta.block_tables.device, meta.block_size
+    qlens = [p.end - p.start for p in part]
+    lens = [p.length for p in part]
+    cached = any(p.blocks is not None for p in part)
+    _, aligned = _work(len(part), max(lens), max(qlens), cached, bs, costs)
+    if len(part) == 1:  # its rows as they are: no copy in or out
+        p = part[0]
+        return PrefillBatch(part, qlens[0], lens[0], aligned, None, None, None, None, p.blocks,
+                            _tensors(device, qlens, lens, [0]))
+    keys = _round(max(lens), bs) if cached else max(lens)
+    rows = keys if aligned else max(qlens)
+    offsets = [length - n if aligned else 0 for n, length in zip(qlens, lens)]
+    q_index, out_rows, token_rows = [0] * (len(part) * rows), [], []
+    for s in sorted(range(len(part)), key=lambda s: part[s].start):  # outputs in step order
+        first, p = s * rows + offsets[s], part[s]
+        q_index[first:first + qlens[s]] = range(p.start, p.end)
+        out_rows += range(first, first + qlens[s])
+        token_rows += range(p.start, p.end)
+    key_index = blocks = None
+    if cached:  # table padding is block 0: finite, and no real query sees it
+        index = torch.tensor([p.index for p in part], dtype=torch.long, device=device)
+        blocks = meta.block_tables.index_select(0, index)[:, :keys // bs].reshape(-1)
+    else:  # fresh prompts: the keys are their own new rows
+        key_index = [0] * (len(part) * keys)
+        for s, p in enumerate(part):
+            key_index[s * keys:s * keys + lens[s]] = range(p.start, p.end)
+    as_long = dict(dtype=torch.long, device=device)
+    return PrefillBatch(
+        part, rows, keys, aligned, torch.tensor(q_index, **as_long),
+        torch.tensor(out_rows, **as_long), torch.tensor(token_rows, **as_long),
+        None if key_index is None else torch.tensor(key_index, **as_long), blocks,
+        _tensors(device, qlens, lens, offsets))
+
+
+def _tensors(device, *lists) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.tensor(x, dtype=torch.long, device=device) for x in lists)
