@@ -29,16 +29,20 @@ from engine.layers.prefill_mask import prefill_mask
 
 @dataclass(frozen=True)
 class Costs:
-    """Estimated costs, in query-key scores (one query row against one key row, all heads)."""
-    call: float  # one more SDPA call: launch, dispatch, thread start-up
+    """Estimated costs, in scores: one query row against one key row, all heads, under a mask."""
+    call: float  # one more SDPA call: dispatch, launch, thread start-up
     row: float  # copying one token row into or out of a padded batch (q, k and v, output)
-    mask: float  # a score under an explicit mask, against one under is_causal
+    causal: float  # a score of the rows x keys rectangle under is_causal (blocks above the
+    # diagonal skipped): 1/2 at fine block granularity
 
 
-# CPU: measured with SmolLM2-135M's heads on the rig (docs/performance.md). CUDA: estimates
-# (launches ~20 us; a masked call leaves the flash kernel) until a GPU measures them.
-COSTS = {"cpu": Costs(call=20_000, row=30, mask=1.5),
-         "cuda": Costs(call=3_000_000, row=200, mask=4.0)}
+# CPU: measured on the rig with SmolLM2-135M's heads (bench/varlen_prefill.py; 1 thread: a
+# call ~10 us, a score ~25 ns, a row ~1.2 us). Torch's CPU flash kernel skips keys above the
+# diagonal only per block of queries (64 or 256 rows), so causal saves little below ~768 rows.
+# CUDA: estimates until a GPU measures them: launches ~20 us against ~6 ps a score; a masked
+# call leaves the flash kernel, priced as 1/causal = 4x.
+COSTS = {"cpu": Costs(call=600, row=50, causal=0.8),
+         "cuda": Costs(call=3_000_000, row=300, causal=0.25)}
 
 
 @dataclass
@@ -115,12 +119,12 @@ def _work(s: int, longest: int, top: int, cached: bool, block_size: int,
     """(estimated cost of one call over `s` sequences whose longest context is `longest` and
     longest query `top`, whether its layout is aligned). A lone sequence runs unpadded."""
     if s == 1 and not cached:
-        return costs.call + top * (top + 1) / 2, True
+        return costs.call + top * top * costs.causal, True
     if s == 1:
-        return costs.call + top * longest * costs.mask + longest * costs.row, False
+        return costs.call + top * longest + longest * costs.row, False
     keys = _round(longest, block_size) if cached else longest
-    aligned = s * keys * (keys + 1) / 2
-    masked = s * top * keys * costs.mask
+    aligned = s * keys * keys * costs.causal
+    masked = s * top * keys
     rows = keys if aligned <= masked else top
     return costs.call + min(aligned, masked) + s * (2 * rows + keys) * costs.row, aligned <= masked
 

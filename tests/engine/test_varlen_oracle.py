@@ -15,7 +15,8 @@ from tests.engine.tiny_models import make_llama, make_qwen3
 
 NEW = 10
 LENGTHS = (3, 200, 17, 64, 1, 120)
-ONE_CALL = {"aligned": Costs(call=1e12, row=0, mask=1e3), "top": Costs(call=1e12, row=0, mask=1e-3)}
+ONE_CALL = {"aligned": Costs(call=1e12, row=0, causal=1e-3),
+            "top": Costs(call=1e12, row=0, causal=1e3)}
 
 
 @pytest.fixture(scope="module", params=["llama", "qwen3"])

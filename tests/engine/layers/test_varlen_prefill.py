@@ -16,9 +16,9 @@ from engine.layers.varlen_prefill import Costs, pack_keys, pack_queries, prefill
 BS, D = 4, 16
 # (new tokens, cached tokens): fresh prompts, prefix-cache hits, later chunks, a decode row
 STEP = [(5, 0), (1, 8), (9, 0), (3, 6), (12, 0), (2, 13), (7, 5), (1, 1)]
-ONE_ALIGNED = Costs(call=1e12, row=0, mask=1e3)  # one call, queries at their positions
-ONE_TOP = Costs(call=1e12, row=0, mask=1e-3)  # one call, queries from row 0 under a mask
-LONE = Costs(call=0, row=0, mask=1)  # no call is worth padding: each sequence alone
+ONE_ALIGNED = Costs(call=1e12, row=0, causal=1e-3)  # one call, queries at their positions
+ONE_TOP = Costs(call=1e12, row=0, causal=1e3)  # one call, queries from row 0 under a mask
+LONE = Costs(call=0, row=0, causal=0.5)  # no call is worth padding: each sequence alone
 
 
 def _reference(q, k, v, new, window=None):
@@ -144,8 +144,8 @@ def test_cost_model_cuts_only_where_padding_costs_more_than_a_call():
         return [[p.length for p in run] for run in varlen_prefill._cut(seqs, BS, costs)]
 
     alike = [(n, 0) for n in (30, 31, 32, 33)]
-    assert runs(alike, Costs(call=2_000, row=1, mask=1.5)) == [[30, 31, 32, 33]]
+    assert runs(alike, Costs(call=2_000, row=1, causal=0.5)) == [[30, 31, 32, 33]]
     assert runs(alike, LONE) == [[30], [31], [32], [33]]
     one_long = [(200, 0), (10, 0), (12, 0), (9, 0)]
-    assert runs(one_long, Costs(call=2_000, row=1, mask=1.5)) == [[9, 10, 12], [200]]
+    assert runs(one_long, Costs(call=2_000, row=1, causal=0.5)) == [[9, 10, 12], [200]]
     assert runs(one_long, ONE_ALIGNED) == [[9, 10, 12, 200]]
