@@ -13,13 +13,13 @@ Keys come from the step's new K/V when no sequence of the batch has a cached pre
 from the paged cache, by whole blocks (the new K/V are already written there).
 
 Padding is work too, so sequences sorted by length are cut into batches where that is cheaper
-(`_cut`, an exact split over a cost model per device type): one batch when lengths are alike,
+(`_cut`, an exact split under a cost model per device type): one batch when lengths are alike,
 or whenever a call costs far more than padding (CUDA); a lone sequence runs unpadded.
 """
 
-import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from engine.layers.attention_metadata import AttentionMetadata
@@ -114,41 +114,35 @@ def unpack(out: torch.Tensor, batch: PrefillBatch) -> torch.Tensor:
     return out.transpose(1, 2).reshape(s * rows, h * d).index_select(0, batch.out_rows)
 
 
-def _work(s: int, longest: int, top: int, cached: bool, block_size: int,
-          costs: Costs) -> tuple[float, bool]:
+def _work(s, longest, top, cached, block_size: int, costs: Costs):
     """(estimated cost of one call over `s` sequences whose longest context is `longest` and
-    longest query `top`, whether its layout is aligned). A lone sequence runs unpadded."""
-    if s == 1 and not cached:
-        return costs.call + top * top * costs.causal, True
-    if s == 1:
-        return costs.call + top * longest + longest * costs.row, False
-    keys = _round(longest, block_size) if cached else longest
+    longest query `top`, whether its layout is aligned); elementwise over numpy arrays. A lone
+    sequence runs unpadded."""
+    keys = np.where(cached, -(-longest // block_size) * block_size, longest)
     aligned = s * keys * keys * costs.causal
     masked = s * top * keys
-    rows = keys if aligned <= masked else top
-    return costs.call + min(aligned, masked) + s * (2 * rows + keys) * costs.row, aligned <= masked
-
-
-def _round(n: int, block_size: int) -> int:
-    return -(-n // block_size) * block_size
+    rows = np.where(aligned <= masked, keys, top)
+    batch = costs.call + np.minimum(aligned, masked) + s * (2 * rows + keys) * costs.row
+    lone = costs.call + np.where(cached, top * longest + longest * costs.row,
+                                 top * top * costs.causal)
+    return np.where(s == 1, lone, batch), (s == 1) & ~cached | (s > 1) & (aligned <= masked)
 
 
 def _cut(seqs: list[PrefillSeq], block_size: int, costs: Costs) -> list[list[PrefillSeq]]:
     """Sequences sorted by length, cut into runs of least total cost: exact dynamic programming
-    over the cut points, where a run's cost only grows as it takes in shorter sequences (which
-    ends the search for each run's start early)."""
+    over the cut points, each run's last sequence against every possible first one at once."""
     order = sorted(seqs, key=lambda p: (p.length, p.end - p.start))
-    best, start = [0.0] + [math.inf] * len(order), [0] * (len(order) + 1)
+    new = np.array([p.end - p.start for p in order], dtype=np.float64)
+    cached = np.array([p.blocks is not None for p in order])
+    best, start = np.zeros(len(order) + 1), [0] * (len(order) + 1)
     for j in range(1, len(order) + 1):
-        top, cached = 0, False
-        for i in range(j - 1, -1, -1):
-            top = max(top, order[i].end - order[i].start)
-            cached |= order[i].blocks is not None
-            cost, _ = _work(j - i, order[j - 1].length, top, cached, block_size, costs)
-            if cost >= best[j]:
-                break
-            if best[i] + cost < best[j]:
-                best[j], start[j] = best[i] + cost, i
+        top = np.maximum.accumulate(new[j - 1::-1])[::-1]  # top[i]: longest query of i..j-1
+        any_cached = np.logical_or.accumulate(cached[j - 1::-1])[::-1]
+        cost, _ = _work(j - np.arange(j), order[j - 1].length, top, any_cached, block_size,
+                        costs)
+        total = best[:j] + cost
+        start[j] = int(total.argmin())
+        best[j] = total[start[j]]
     runs, j = [], len(order)
     while j > 0:
         runs.append(order[start[j]:j])
@@ -162,12 +156,12 @@ def _batch(part: list[PrefillSeq], meta: AttentionMetadata, costs: Costs) -> Pre
     qlens = [p.end - p.start for p in part]
     lens = [p.length for p in part]
     cached = any(p.blocks is not None for p in part)
-    _, aligned = _work(len(part), max(lens), max(qlens), cached, bs, costs)
+    aligned = bool(_work(len(part), max(lens), max(qlens), cached, bs, costs)[1])
     if len(part) == 1:  # its rows as they are: no copy in or out
         p = part[0]
         return PrefillBatch(part, qlens[0], lens[0], aligned, None, None, None, None, p.blocks,
                             _tensors(device, qlens, lens, [0]))
-    keys = _round(max(lens), bs) if cached else max(lens)
+    keys = -(-max(lens) // bs) * bs if cached else max(lens)
     rows = keys if aligned else max(qlens)
     offsets = [length - n if aligned else 0 for n, length in zip(qlens, lens)]
     q_index, out_rows, token_rows = [0] * (len(part) * rows), [], []
