@@ -13,9 +13,10 @@ keys as one contiguous [L, head_dim] matrix: the layout SDPA's CPU and CUDA kern
   call per bucket, padded only to the bucket's longest context.
   The query heads sharing a KV head become that head's query rows, so GQA needs no copy of K/V
   per query head.
-- Prefill rows attend causally to their context, all the step's prefill sequences padded into
-  one SDPA call (engine/layers/varlen_prefill.py; more calls only where padding would cost more
-  than they do). Keys of sequences without a cached prefix come from the new K/V directly.
+- Prefill rows attend causally to their context, the step's prefill sequences padded into as
+  few SDPA calls as pay (engine/layers/varlen_prefill.py): one per step where a call costs more
+  than padding (CUDA), mostly one unpadded call per sequence where packing rows costs more than
+  a call (CPU). Keys of sequences without a cached prefix come from the new K/V directly.
 """
 
 import math
@@ -102,7 +103,7 @@ class PagedAttention(nn.Module):
 
     def _prefill(self, q, k, v, meta, seqs, out=None) -> torch.Tensor:
         """The prefill rows of `out` (made here when None), one attention call per batch of
-        sequences (engine/layers/varlen_prefill.py: normally one per step)."""
+        sequences (engine/layers/varlen_prefill.py)."""
         batches = prefill_batches(meta, seqs, q.device.type)
         if out is None and len(batches) == 1 and batches[0].covers(q.shape[0]):
             return self._attend(q, k, v, batches[0])  # already in the step's row order

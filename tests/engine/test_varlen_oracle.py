@@ -54,10 +54,13 @@ def test_mixed_lengths_and_cached_prefixes_equal_hf(case, layout, monkeypatch):
     assert tokens == ref
 
 
-def test_chunked_prefill_equals_hf(case):
+@pytest.mark.parametrize("layout", ["cost-model", "aligned", "top"])
+def test_chunked_prefill_equals_hf(case, layout, monkeypatch):
     """64-token steps: the 200- and 150-token prompts arrive in chunks after their own cached
     chunks, next to whole short prompts."""
     path, mixed, shared, ref = case
+    if layout in ONE_CALL:
+        monkeypatch.setitem(varlen_prefill.COSTS, "cpu", ONE_CALL[layout])
     tokens, _ = _generate(path, [mixed + shared[1:2]], max_num_batched_tokens=64)
     assert tokens == ref[:len(mixed)] + ref[len(mixed) + 1:len(mixed) + 2]
 
