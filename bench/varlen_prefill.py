@@ -5,6 +5,11 @@ engine runs). Interleaved repeats; prints the median and minimum milliseconds pe
 (CPU time with --threads 1, wall time otherwise).
 
     python -m bench.varlen_prefill [--device cuda] [--repeats 9] [--threads 2]
+    python -m bench.varlen_prefill --profile long-prompt --num-requests 6 --threads 1
+
+With --profile, the same three modes end to end instead: one `LLM` of the demo model (prefix
+caching off, so rounds do not reuse each other's blocks) generating a bench profile's requests,
+the modes interleaved; seconds per round, and whether the greedy tokens stayed the same.
 """
 
 import argparse
@@ -79,13 +84,44 @@ def time_modes(spec, device: str, repeats: int) -> dict[str, list[float]]:
     return times
 
 
+def end_to_end(profile: str, num_requests: int, device: str, repeats: int) -> None:
+    from bench.workload import profile_workload
+    from engine import LLM, SamplingParams
+    from engine.demo_model import fetch_demo
+
+    llm = LLM(str(fetch_demo()), dtype="float32", device=device, enable_prefix_caching=False)
+    _, reqs = profile_workload(profile, llm.engine.model_config.vocab_size, num_requests, 0)
+    prompts = [list(r.prompt_token_ids) for r in reqs]
+    params = [SamplingParams(temperature=0, max_tokens=r.output_len, ignore_eos=True)
+              for r in reqs]
+    clock = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
+    default, first = varlen_prefill.COSTS[device], None
+    try:
+        for i in range(repeats):
+            for mode, costs in MODES.items():
+                varlen_prefill.COSTS[device] = costs or default
+                start = clock()
+                outs = llm.generate(prompts, params, use_tqdm=False)
+                tokens = [o.outputs[0].token_ids for o in outs]
+                first = first or tokens
+                print(f"round {i + 1} {mode}: {clock() - start:.1f} s, same tokens: "
+                      f"{tokens == first}", flush=True)
+    finally:
+        varlen_prefill.COSTS[device] = default
+        llm.shutdown()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.varlen_prefill")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--profile", help="end to end on this bench profile (bench/workload.py)")
+    parser.add_argument("--num-requests", type=int, default=6)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.profile:
+        return end_to_end(args.profile, args.num_requests, args.device, args.repeats)
     print(f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads; "
           "ms per layer call, median (min)")
     print(f"| step | {' | '.join(MODES)} | batches (cost model) |")

@@ -12,9 +12,11 @@ A batch has one of two layouts, whichever costs less work:
 Keys come from the step's new K/V when no sequence of the batch has a cached prefix; otherwise
 from the paged cache, by whole blocks (the new K/V are already written there).
 
-Padding is work too, so sequences sorted by length are cut into batches where that is cheaper
-(`_cut`, an exact split under a cost model per device type): one batch when lengths are alike,
-or whenever a call costs far more than padding (CUDA); a lone sequence runs unpadded.
+Padding and packing are work too, so sequences sorted by length are cut into batches where that
+is cheaper (`_cut`, an exact split under a cost model per device type); a lone sequence runs
+unpadded, on views. On CUDA, where a launch costs more than most padding, a step is normally one
+call. On CPU a call costs ~10 us and packing ~1 us a row, so steps run one call per sequence
+except for prompts of a few tokens (measured: docs/performance.md, bench/varlen_prefill.py).
 """
 
 from dataclasses import dataclass, field
