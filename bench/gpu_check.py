@@ -4,7 +4,7 @@ The lent machine has torch, triton, transformers, safetensors, tokenizers, typer
 nvidia-ml-py, no internet, and none of Ray, FastAPI, pydantic, xgrammar or gguf; pytest comes
 from `make gpu-wheels` (.gpu-wheels/, carried with the tree). It runs:
   1. the `gpu`-marked tests: the Triton kernel matrix compiled, the oracle on CUDA (fp32 exact,
-     bf16 by the margin criterion), mp with NCCL (TP=1, and TP/PP=2 given more GPUs), NVML;
+     bf16 by the margin criterion; the varlen prefill's mixed batches), mp with NCCL (TP=1, and TP/PP=2 given more GPUs), NVML;
   2. `bench throughput` on CUDA in bf16 against HF on the same device, on a random model of
      SmolLM2-135M's shape (built here: nothing is downloaded);
   3. batch-1 decode as a fraction of the measured HBM bandwidth (from the same run).
@@ -27,7 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 WHEELS = REPO / ".gpu-wheels"
 NEEDS_CUDA = 2
 GPU_TESTS = ["tests/engine/kernels/test_triton_decode.py", "tests/engine/test_llm_oracle.py",
-             "tests/engine/test_parallel_oracle.py", "tests/healthcheck/test_gpu.py"]
+             "tests/engine/test_varlen_oracle.py", "tests/engine/test_parallel_oracle.py",
+             "tests/healthcheck/test_gpu.py"]
 # SmolLM2-135M's shape (the demo model), with random weights: the bench needs its size, not
 # its knowledge, and the lent machine cannot download it.
 BENCH_SHAPE = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30,

@@ -13,8 +13,10 @@ keys as one contiguous [L, head_dim] matrix: the layout SDPA's CPU and CUDA kern
   call per bucket, padded only to the bucket's longest context.
   The query heads sharing a KV head become that head's query rows, so GQA needs no copy of K/V
   per query head.
-- Prefill rows attend causally to their context; a sequence without a cached prefix reads its
-  new K/V directly, without touching the cache.
+- Prefill rows attend causally to their context, the step's prefill sequences padded into as
+  few SDPA calls as pay (engine/layers/varlen_prefill.py): one per step where a call costs more
+  than padding (CUDA), mostly one unpadded call per sequence where packing rows costs more than
+  a call (CPU). Keys of sequences without a cached prefix come from the new K/V directly.
 - A layer with a sliding window (Mistral, some Qwen2 layers) hides keys `window` or more
   positions behind each query, on every path, by the one rule of engine/layers/sliding_window.py.
   Its cache still holds the whole context: blocks behind every window are not freed.
@@ -32,8 +34,8 @@ from torch.nn.functional import scaled_dot_product_attention as sdpa
 from engine.layers import decode_kernel
 from engine.layers.attention_metadata import AttentionMetadata
 from engine.layers.attention_plan import attention_plan
-from engine.layers.sliding_window import narrows, visible
 from engine.layers.softcap_attention import soft_capped
+from engine.layers.varlen_prefill import pack_keys, pack_queries, prefill_batches, unpack
 
 
 def _zeros(shape: tuple[int, ...], dtype: torch.dtype, device) -> torch.Tensor:
@@ -76,7 +78,7 @@ class PagedAttention(nn.Module):
         if meta.no_cache or self.k_cache is None:
             if self.logits_soft_cap is not None:
                 return soft_capped(self, q, k, v, meta, cached=False)
-            return self._no_cache(q, k, v, meta)
+            return self._prefill(q, k, v, meta, attention_plan(meta).prefill)
         kvh, d = self.num_kv_heads, self.head_dim
         self.k_cache.view(kvh, -1, d).index_copy_(1, meta.slot_mapping, k.transpose(0, 1))
         self.v_cache.view(kvh, -1, d).index_copy_(1, meta.slot_mapping, v.transpose(0, 1))
@@ -85,14 +87,14 @@ class PagedAttention(nn.Module):
         plan, decoded = self._plan_and_decode_in_place(q, meta)
         if decoded is not None and plan.batch.rows is None:
             return decoded
+        if decoded is None and not plan.decode:  # a prefill-only step
+            return self._prefill(q, k, v, meta, plan.prefill)
         out = q.new_empty(q.shape[0], self.num_heads * d)
         if decoded is not None:
             out.index_copy_(0, plan.batch.rows, decoded)
         for bucket in plan.decode:
             out.index_copy_(0, bucket.rows, self._decode(q.index_select(0, bucket.rows), bucket))
-        for p in plan.prefill:
-            out[p.start:p.end] = self._prefill(q, k, v, p)
-        return out
+        return self._prefill(q, k, v, meta, plan.prefill, out)
 
     def _plan_and_decode_in_place(self, q, meta):
         """The step's plan, and its decode rows through the in-place kernel when the plan has
@@ -118,41 +120,51 @@ class PagedAttention(nn.Module):
                    attn_mask=mask, scale=self.scale)  # [n, kvh, group, d]
         return out.reshape(n, -1)
 
-    def _prefill(self, q, k, v, p) -> torch.Tensor:
+    def _prefill(self, q, k, v, meta, seqs, out=None) -> torch.Tensor:
+        """The prefill rows of `out` (made here when None), one attention call per batch of
+        sequences (engine/layers/varlen_prefill.py)."""
+        batches = prefill_batches(meta, seqs, q.device.type)
+        if out is None and len(batches) == 1 and batches[0].covers(q.shape[0]):
+            return self._attend(q, k, v, batches[0])  # already in the step's row order
+        if out is None:
+            out = q.new_empty(q.shape[0], self.num_heads * self.head_dim)
+        for batch in batches:
+            if batch.token_rows is None:
+                out[batch.seqs[0].start:batch.seqs[0].end] = self._attend(q, k, v, batch)
+            else:
+                out.index_copy_(0, batch.token_rows, self._attend(q, k, v, batch))
+        return out
+
+    def _attend(self, q, k, v, batch) -> torch.Tensor:
+        """One SDPA call over the batch -> its query rows [N, h*d]. 4-D inputs throughout: with
+        3-D ones SDPA's CPU dispatch picks the math kernel (~8x slower on a 512-token prompt)."""
+        mask = batch.mask(self.sliding_window)
+        if batch.q_index is None:  # a lone sequence: its own rows, no padding
+            p = batch.seqs[0]
+            queries, keys, vals = self._single(q, k, v, p)
+            return self._sdpa(queries, keys, vals, mask)[0].transpose(0, 1).reshape(
+                p.end - p.start, -1)
+        queries = pack_queries(q, batch)
+        keys, vals = pack_keys(k, self.k_cache, batch), pack_keys(v, self.v_cache, batch)
+        return unpack(self._sdpa(queries, keys, vals, mask), batch)
+
+    def _single(self, q, k, v, p):
+        """One sequence's [1, h, n, d] queries and [1, kvh, L, d] keys and values."""
         if p.blocks is None:
             keys, vals = k[p.start:p.end].transpose(0, 1), v[p.start:p.end].transpose(0, 1)
         else:
             kvh, d = self.num_kv_heads, self.head_dim
             keys = self._gather(self.k_cache, p.blocks).view(kvh, -1, d)[:, :p.length]
             vals = self._gather(self.v_cache, p.blocks).view(kvh, -1, d)[:, :p.length]
-        return self._causal(q[p.start:p.end].transpose(0, 1), keys, vals)
+        return q[p.start:p.end].transpose(0, 1)[None], keys[None], vals[None]
+
+    def _sdpa(self, q, keys, vals, mask) -> torch.Tensor:
+        gqa = self.num_heads != self.num_kv_heads
+        if mask is None:
+            return sdpa(q, keys, vals, is_causal=True, scale=self.scale, enable_gqa=gqa)
+        return sdpa(q, keys, vals, attn_mask=mask, scale=self.scale, enable_gqa=gqa)
 
     @staticmethod
     def _gather(cache: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
         kvh, num_blocks = cache.shape[:2]
         return cache.view(kvh, num_blocks, -1).index_select(1, blocks)
-
-    def _no_cache(self, q, k, v, meta) -> torch.Tensor:
-        outs = []
-        qsl = meta.query_start_loc
-        for s in range(meta.num_seqs):
-            a, b = qsl[s], qsl[s + 1]
-            outs.append(self._causal(q[a:b].transpose(0, 1), k[a:b].transpose(0, 1),
-                                     v[a:b].transpose(0, 1)))
-        return torch.cat(outs, dim=0)
-
-    def _causal(self, q, keys, vals) -> torch.Tensor:
-        """q: [h, n, d] are the last n positions of a context of L keys: [kvh, L, d].
-        Batched 4-D inputs: with 3-D ones SDPA's CPU dispatch picks the math kernel (~8x
-        slower on a 512-token prompt) instead of the flash one."""
-        n, length = q.shape[1], keys.shape[1]
-        gqa = self.num_heads != self.num_kv_heads
-        q, keys, vals = q[None], keys[None], vals[None]
-        window = self.sliding_window if narrows(length, self.sliding_window) else None
-        if n == length and window is None:
-            out = sdpa(q, keys, vals, is_causal=True, scale=self.scale, enable_gqa=gqa)
-        else:
-            positions = torch.arange(length, device=q.device)
-            mask = visible(positions[length - n:], positions, window)  # [n, L]
-            out = sdpa(q, keys, vals, attn_mask=mask, scale=self.scale, enable_gqa=gqa)
-        return out[0].transpose(0, 1).reshape(n, -1)

@@ -3,8 +3,9 @@
 Decode rows (one new token) either go all at once to the in-place CPU kernel (engine/kernels:
 block tables and lengths, nothing gathered), or, for the PyTorch path, are sorted by context length
 and cut into buckets of `DECODE_BUCKET_SEQS` sequences; a bucket pads only to its own longest
-context, so a batch of mixed lengths wastes little. Prefill sequences keep their own rows; one without a cached prefix
-needs no cache read at all (its keys are the new tokens themselves).
+context, so a batch of mixed lengths wastes little. Prefill sequences keep their own rows; one
+without a cached prefix needs no cache read at all (its keys are the new tokens themselves).
+engine/layers/varlen_prefill.py pads them into batches of one attention call each.
 """
 
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ class DecodeBatch:
 
 @dataclass(frozen=True)
 class PrefillSeq:
+    index: int  # the sequence's place in the step
     start: int  # query rows [start, end)
     end: int
     length: int  # keys: cached prefix + new tokens
@@ -93,7 +95,7 @@ def _prefill_seq(meta: AttentionMetadata, s: int) -> PrefillSeq:
     blocks = None
     if length > end - start:
         blocks = meta.block_tables[s, :-(-length // meta.block_size)]
-    return PrefillSeq(start, end, length, blocks)
+    return PrefillSeq(s, start, end, length, blocks)
 
 
 def _decode_buckets(meta: AttentionMetadata, seqs: list[int]) -> list[DecodeBucket]:

@@ -78,6 +78,7 @@ def test_the_gpu_tests_collect_without_those_packages():
                           check=False)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "test_kernel_matches_reference_on_cuda" in proc.stdout
+    assert "test_varlen_prefill_equals_hf_on_cuda" in proc.stdout
 
 
 def test_the_table_has_one_row_per_figure():

@@ -34,6 +34,7 @@ def test_prefill_reads_the_cache_only_after_a_cached_prefix():
     meta = _meta([6, 1, 3], [6, 9, 8])
     plan = attention_plan(meta)
     assert [(p.start, p.end, p.length) for p in plan.prefill] == [(0, 6, 6), (7, 10, 8)]
+    assert [p.index for p in plan.prefill] == [0, 2]  # the sequences' places in the step
     assert plan.prefill[0].blocks is None  # fresh prompt: its own new K/V
     assert plan.prefill[1].blocks.tolist() == meta.block_tables[2, :2].tolist()
     assert [b.rows.tolist() for b in plan.decode] == [[6]]
