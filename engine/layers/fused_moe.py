@@ -16,7 +16,7 @@ from torch import nn
 
 from engine.layers.activation import silu_and_mul
 from engine.layers.expert_dispatch import make_dispatch
-from engine.layers.linear import linear
+from engine.layers.linear import SKINNY_ROWS, linear
 from engine.parallel.parallel_state import ep, tp
 from onenode.errors import ModelLoadError
 
@@ -57,7 +57,7 @@ class FusedMoE(nn.Module):
 
     def local_experts(self, x, weights, ids) -> torch.Tensor:
         """sum_k weight_k * expert_k(x) over this rank's experts (or slices), in fp32: as in HF,
-        each token's k outputs are summed before rounding to the model dtype."""
+        each token's k outputs are summed before rounding to the model dtype, in expert order."""
         k = ids.shape[1]
         local = ids.flatten() - self.first
         local = torch.where((local >= 0) & (local < self.num_local), local, self.num_local)
@@ -69,13 +69,17 @@ class FusedMoE(nn.Module):
         tokens = order // k
         xs = x[tokens]
         ys = torch.empty_like(xs)
-        start = 0
-        for e, c in enumerate(counts[:-1]):
+        # One split/unbind each instead of a slice and a select per expert: at decode shapes
+        # (a few rows per expert) those views cost as much as the GEMM calls' own overhead.
+        pairs = zip(counts[:-1], xs.split(counts[:-1]), ys.split(counts[:-1]),
+                    self.gate_up_proj.unbind(0), self.down_proj.unbind(0))
+        for c, x_e, y_e, gate_up, down in pairs:
             if c:
-                h = silu_and_mul(linear(xs[start:start + c], self.gate_up_proj[e]))
-                ys[start:start + c] = linear(h, self.down_proj[e])
-                start += c
-        ys = ys * weights.flatten()[order].unsqueeze(1)  # in the router's weight dtype
+                _linear_into(silu_and_mul(linear(x_e, gate_up)), down, y_e)
+        w = weights.flatten()[order].unsqueeze(1)
+        # In place where the dtype allows (no new [n, H] buffer to fault in); a bf16 model with
+        # fp32 router weights (Mixtral, DeepSeek) multiplies in fp32, as HF does.
+        ys = ys.mul_(w) if w.dtype == ys.dtype else ys * w
         return torch.zeros(x.shape, dtype=torch.float32, device=x.device).index_add_(
             0, tokens, ys.float())
 
@@ -102,6 +106,15 @@ class FusedMoE(nn.Module):
         else:
             f = self.full_inter
             _copy(param.data, torch.cat([mine[:, lo:hi], mine[:, f + lo:f + hi]], dim=1))
+
+
+def _linear_into(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor) -> None:
+    """out = x @ weight^T, the GEMM writing straight into `out` (a block of rows of the sorted
+    output) where it is MKL's: the same call F.linear makes, without the copy after it."""
+    if x.shape[0] <= SKINNY_ROWS or x.dtype != out.dtype:
+        out.copy_(linear(x, weight))
+    else:
+        torch.mm(x, weight.t(), out=out)
 
 
 def _copy(dst: torch.Tensor, src: torch.Tensor) -> None:
