@@ -4,6 +4,7 @@ checkpoint tensors, and it counts the (token, expert) pairs it computed."""
 import pytest
 import torch
 
+from engine.layers import fused_moe
 from engine.layers.fused_moe import FusedMoE, expert_load, reset_expert_load
 from engine.layers.router import softmax_topk
 
@@ -52,10 +53,15 @@ def test_per_expert_tensors_fill_their_slots():
     assert torch.equal(moe.down_proj.data, hf.down_proj.data)
 
 
+@pytest.mark.parametrize("grouped", [True, False], ids=["grouped_mm", "loop"])
 @pytest.mark.parametrize("tokens", [1, 3, 16])
-def test_few_rows_per_expert_equal_hf(tokens):
-    """Decode shapes: 1-4 rows per expert go through the skinny kernel and a copy, more rows
-    straight into the output block; both paths and the skipped (empty) experts match HF."""
+def test_few_rows_per_expert_equal_hf(tokens, grouped, monkeypatch):
+    """Decode shapes, on both paths (torch's grouped_mm on CPU; the per-expert loop elsewhere,
+    where 1-4 rows go through the skinny kernel and more straight into the output block); the
+    skipped (empty) experts too."""
+    if grouped and not hasattr(torch.nn.functional, "grouped_mm"):
+        pytest.skip("this torch has no grouped_mm")
+    monkeypatch.setattr(fused_moe, "_grouped_mm_takes", lambda xs: grouped)
     hf = _hf_experts()
     moe = FusedMoE(8, 64, 32)
     moe.weight_loader(moe.gate_up_proj, _stacked_fetch(hf.gate_up_proj.data))
