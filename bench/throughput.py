@@ -155,7 +155,7 @@ def throughput_bench(model: str, dtype: str = "float32", num_requests: int | Non
     prompt_toks, out_toks = total_tokens(reqs)
     single = make_workload(1, (32, 32), (SINGLE_OUT, SINGLE_OUT), cfg.vocab_size, seed + 1)
     if cfg.is_moe and hf_experts is None:
-        hf_experts = "eager"  # HF's per-expert loop: its CPU grouped_mm is ~15x slower still
+        hf_experts = "eager"  # HF's per-expert loop, the baseline issue 19 names
     hf = None if skip_hf else load_hf(model, dtype, device, hf_experts)
     if hf is not None and not cold:
         run_hf(hf, single, 1)  # warm-up
