@@ -19,6 +19,10 @@ def throughput(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda (both sides)")] = "auto",
     profile: Annotated[str, typer.Option(help="workload: default | chat | long-prompt | long-output | penalties")] = "default",
     peer: Annotated[Optional[str], typer.Option(help="also run vllm (vLLM's CPU backend; `make bench-peers`)")] = None,
+    tensor_parallel_size: Annotated[int, typer.Option("--tensor-parallel-size", "-tp", help="onenode's TP (experts sliced, or split with --enable-expert-parallel)")] = 1,
+    enable_expert_parallel: Annotated[bool, typer.Option(help="MoE: whole experts split over the TP ranks")] = False,
+    distributed_executor_backend: Annotated[Optional[str], typer.Option(help="mp | ray (default: uni at TP 1, else mp)")] = None,
+    hf_experts: Annotated[Optional[str], typer.Option(help="MoE: HF's experts implementation, eager (its per-expert loop, the default here) | grouped_mm (HF's own default, as fast as onenode's layer on CPU)")] = None,
     out: Annotated[Path, typer.Option(help="where JSON/PNG go")] = Path("bench/results"),
 ):
     """onenode vs HF transformers (batch 16 and 64) and optionally vLLM on one seeded workload
@@ -34,15 +38,38 @@ def throughput(
     model = model or str(fetch_demo())
     res = throughput_bench(model, dtype=dtype, num_requests=num_requests or None,
                            skip_hf=skip_hf, cold=cold, repeats=repeats, device=device,
-                           profile=profile, peer=peer)
+                           profile=profile, peer=peer, hf_experts=hf_experts,
+                           **_layout(tensor_parallel_size, enable_expert_parallel,
+                                     distributed_executor_backend))
     keys = ["onenode_output_tok_s", "vllm_output_tok_s", "hf_output_tok_s", "hf64_output_tok_s",
             "onenode_single_stream_tok_s", "vllm_single_stream_tok_s", "hf_single_stream_tok_s"]
     series = {k.replace("_output_tok_s", " batched").replace("_single_stream_tok_s", " single"):
               res[k] for k in keys if k in res}
     name = f"throughput-{profile}-{dtype}-{'cold' if cold else 'warm'}"
+    if tensor_parallel_size > 1:
+        name += f"-{'ep' if enable_expert_parallel else 'tp'}{tensor_parallel_size}"
     paths = write_spread_report(res, out, name, series, "output tokens/s")
     _print(res, paths)
     _print_throughput_summary(res)
+
+
+def _layout(tp: int, ep: bool, backend: Optional[str]) -> dict:
+    """LLM kwargs of the parallel layout; none at the default (uni), as before."""
+    if tp < 1:
+        raise typer.BadParameter("--tensor-parallel-size must be >= 1")
+    if tp == 1 and not ep and backend is None:
+        return {}
+    return {"tensor_parallel_size": tp, "enable_expert_parallel": ep,
+            "distributed_executor_backend": backend or ("mp" if tp > 1 else "uni")}
+
+
+@bench_app.command("moe-model")
+def moe_model(path: Annotated[Optional[Path], typer.Option(help="default: ~/.cache/onenode/bench/qwen3-moe-0.5b-random")] = None):
+    """Write (once) the MoE bench model, a random-weight Qwen3-MoE of 0.52B parameters built
+    offline from transformers' Qwen3MoeConfig, and print its path for `throughput --model`."""
+    from bench.moe_model import write_moe_model
+
+    typer.echo(write_moe_model(path))
 
 
 def _print_throughput_summary(res: dict) -> None:
@@ -51,6 +78,10 @@ def _print_throughput_summary(res: dict) -> None:
         if key in res:
             r = res[key]
             typer.echo(f"{key}: {r['median']:.2f}x (min {r['min']:.2f}x, max {r['max']:.2f}x)")
+    if "expert_imbalance" in res:
+        r = res["expert_imbalance"]
+        typer.echo(f"expert imbalance (max / mean over ranks): {r['median']:.3f} "
+                   f"(min {r['min']:.3f}, max {r['max']:.3f})")
     rss, per = res["onenode_peak_rss_mib"], res["onenode_rss_growth_per_request_mib"]
     typer.echo(f"onenode peak RSS: {rss['median']:.0f} MiB; growth during the batched run "
                f"{per['median']:.2f} MiB per request")

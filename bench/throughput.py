@@ -64,12 +64,23 @@ def run_onenode(model: str, reqs, single, dtype: str, cold: bool, sampling: dict
             _generate_s(llm, warm)
         with PeakRss() as rss:
             batched = _generate_s(llm, reqs, use_tqdm=True, sampling=sampling)
-        return {"load_s": load_s, "batched_s": batched,
-                "single_s": _generate_s(llm, single, sampling=sampling),
-                "peak_rss_mib": rss.peak / 2**20,
-                "rss_growth_per_request_mib": (rss.peak - rss.start) / 2**20 / len(reqs)}
+        run = {"load_s": load_s, "batched_s": batched,
+               "peak_rss_mib": rss.peak / 2**20,
+               "rss_growth_per_request_mib": (rss.peak - rss.start) / 2**20 / len(reqs)}
+        run.update(_expert_load(llm))  # after the batched run, before the single stream
+        run["single_s"] = _generate_s(llm, single, sampling=sampling)
+        return run
     finally:
         llm.shutdown()
+
+
+def _expert_load(llm) -> dict:
+    """MoE models: (token, expert) pairs per EP (or TP) rank since start-up (warm-up included,
+    a few dozen tokens) and their imbalance max / mean, as `/metrics` exports them."""
+    stats = llm.engine.stats()
+    if "expert_tokens" not in stats:
+        return {}
+    return {"expert_tokens": stats["expert_tokens"], "expert_imbalance": stats["expert_imbalance"]}
 
 
 def _torch_dtype(dtype: str) -> torch.dtype:
@@ -77,13 +88,17 @@ def _torch_dtype(dtype: str) -> torch.dtype:
     return torch.bfloat16 if dtype in ("bfloat16", "bf16") else torch.float32
 
 
-def load_hf(model: str, dtype: str, device: str = "cpu"):
+def load_hf(model: str, dtype: str, device: str = "cpu", experts: str | None = None):
+    """`experts`: HF's MoE implementation (transformers v5: "grouped_mm", its default where
+    torch has one, or "eager", the per-expert Python loop); None: HF's choice."""
     from transformers import AutoModelForCausalLM
 
     from engine.model_source import resolve_model
 
     src = resolve_model(model)
     kwargs = {"gguf_file": src.gguf_file} if src.gguf_file else {}
+    if experts is not None:
+        kwargs["experts_implementation"] = experts
     hf = AutoModelForCausalLM.from_pretrained(str(src.path), dtype=_torch_dtype(dtype), **kwargs)
     return hf.eval().to(device)
 
@@ -129,7 +144,8 @@ def spread(values: list[float]) -> dict:
 def throughput_bench(model: str, dtype: str = "float32", num_requests: int | None = None,
                      seed: int = 0, skip_hf: bool = False, cold: bool = False,
                      repeats: int = 1, device: str = "cpu", profile: str = "default",
-                     peer: str | None = None, **llm_kwargs) -> dict:
+                     peer: str | None = None, hf_experts: str | None = None,
+                     **llm_kwargs) -> dict:
     from engine.model_source import resolve_model
 
     src = resolve_model(model)
@@ -138,7 +154,9 @@ def throughput_bench(model: str, dtype: str = "float32", num_requests: int | Non
     sampling = prof.sampling_kwargs
     prompt_toks, out_toks = total_tokens(reqs)
     single = make_workload(1, (32, 32), (SINGLE_OUT, SINGLE_OUT), cfg.vocab_size, seed + 1)
-    hf = None if skip_hf else load_hf(model, dtype, device)
+    if cfg.is_moe and hf_experts is None:
+        hf_experts = "eager"  # HF's per-expert loop, the baseline issue 19 names
+    hf = None if skip_hf else load_hf(model, dtype, device, hf_experts)
     if hf is not None and not cold:
         run_hf(hf, single, 1)  # warm-up
     peer_dir = _peer_dir(peer, src, dtype)
@@ -158,12 +176,17 @@ def throughput_bench(model: str, dtype: str = "float32", num_requests: int | Non
             run.update({f"vllm_{k}": v for k, v in peer_run.items()})
         runs.append(run)
     res = {"model": model, "dtype": dtype, "device": device, "num_requests": len(reqs),
-           "profile": profile, "sampling": sampling, "peer": peer,
+           "profile": profile, "sampling": sampling, "peer": peer, "llm_kwargs": llm_kwargs,
+           "hf_experts": getattr(hf.config, "_experts_implementation", None)
+           if hf is not None and cfg.is_moe else None,
            "cold": cold, "repeats": repeats, "prompt_tokens": prompt_toks,
            "output_tokens": out_toks, "threads": torch.get_num_threads(), "runs": runs}
     res.update(_summary(runs, prompt_toks, out_toks, skip_hf))
     res.update(peer_summary(runs, out_toks))
-    res.update(_roofline(cfg.num_params, dtype, device, prompt_toks + out_toks,
+    from engine.model_params import num_active_params
+
+    # A token reads (and multiplies by) its active parameters: top-k experts, not all of them.
+    res.update(_roofline(num_active_params(cfg), dtype, device, prompt_toks + out_toks,
                          statistics.median(r["batched_s"] for r in runs),
                          res["onenode_single_stream_tok_s"]["median"]))
     return res
@@ -178,6 +201,8 @@ def _summary(runs: list[dict], prompt_toks: int, out_toks: int, skip_hf: bool) -
            "onenode_peak_rss_mib": spread([r["peak_rss_mib"] for r in runs]),
            "onenode_rss_growth_per_request_mib": spread([r["rss_growth_per_request_mib"]
                                                          for r in runs])}
+    if "expert_imbalance" in runs[0]:
+        res["expert_imbalance"] = spread([r["expert_imbalance"] for r in runs])
     if not skip_hf:
         res["hf_output_tok_s"] = spread([out_toks / r["hf_batched_s"] for r in runs])
         res["hf_single_stream_tok_s"] = spread([SINGLE_OUT / r["hf_single_s"] for r in runs])

@@ -6,17 +6,20 @@ holds E / ep_size whole experts (a contiguous range of global ids); without it e
 its intermediate dim sliced over TP, like a dense MLP. The weight loader takes a checkpoint's
 per-expert tensors (`experts.<id>.gate_proj` / `w1` ...) or HF's stacked ones into place.
 
-The computation sorts the (token, expert) pairs by expert once, then runs one GEMM pair per
-active local expert on a contiguous block of tokens (HF loops over experts with a one-hot mask
-and a `where` each).
+The computation sorts the (token, expert) pairs by expert once, then runs the experts on their
+contiguous blocks of tokens: on CPU with torch's grouped_mm (one call per projection for all
+experts), elsewhere one GEMM pair per active local expert (HF's eager path loops over experts with
+a one-hot mask, a `where` and an index_add each). docs/performance.md has the figures.
 """
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from engine.layers.activation import silu_and_mul
 from engine.layers.expert_dispatch import make_dispatch
-from engine.layers.linear import linear
+from engine.kernels.build import enabled as cpu_fast_paths
+from engine.layers.linear import SKINNY_ROWS, linear
 from engine.parallel.parallel_state import ep, tp
 from onenode.errors import ModelLoadError
 
@@ -57,7 +60,7 @@ class FusedMoE(nn.Module):
 
     def local_experts(self, x, weights, ids) -> torch.Tensor:
         """sum_k weight_k * expert_k(x) over this rank's experts (or slices), in fp32: as in HF,
-        each token's k outputs are summed before rounding to the model dtype."""
+        each token's k outputs are summed before rounding to the model dtype, in expert order."""
         k = ids.shape[1]
         local = ids.flatten() - self.first
         local = torch.where((local >= 0) & (local < self.num_local), local, self.num_local)
@@ -68,16 +71,34 @@ class FusedMoE(nn.Module):
         order = order[:n]
         tokens = order // k
         xs = x[tokens]
-        ys = torch.empty_like(xs)
-        start = 0
-        for e, c in enumerate(counts[:-1]):
-            if c:
-                h = silu_and_mul(linear(xs[start:start + c], self.gate_up_proj[e]))
-                ys[start:start + c] = linear(h, self.down_proj[e])
-                start += c
-        ys = ys * weights.flatten()[order].unsqueeze(1)  # in the router's weight dtype
+        if n and _grouped_mm_takes(xs):
+            ys = self._grouped(xs, torch.tensor(counts[:-1], device=x.device))
+        else:
+            ys = self._looped(xs, counts[:-1])
+        w = weights.flatten()[order].unsqueeze(1)
+        # In place where the dtype allows (no new [n, H] buffer to fault in); a bf16 model with
+        # fp32 router weights (Mixtral, DeepSeek) multiplies in fp32, as HF does.
+        ys = ys.mul_(w) if w.dtype == ys.dtype else ys * w
         return torch.zeros(x.shape, dtype=torch.float32, device=x.device).index_add_(
             0, tokens, ys.float())
+
+    def _grouped(self, xs: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """Both GEMMs of every expert in one call each (torch's grouped_mm: on CPU one MKL GEMM
+        per expert block, the same bits as the loop's F.linear, without Python per expert)."""
+        offs = counts.cumsum(0).to(torch.int32)
+        h = silu_and_mul(F.grouped_mm(xs, self.gate_up_proj.transpose(1, 2), offs=offs))
+        return F.grouped_mm(h, self.down_proj.transpose(1, 2), offs=offs)
+
+    def _looped(self, xs: torch.Tensor, counts: list[int]) -> torch.Tensor:
+        """One GEMM pair per active expert; one split/unbind each instead of a slice and a
+        select per expert (at decode shapes those views cost as much as the GEMM calls)."""
+        ys = torch.empty_like(xs)
+        pairs = zip(counts, xs.split(counts), ys.split(counts), self.gate_up_proj.unbind(0),
+                    self.down_proj.unbind(0))
+        for c, x_e, y_e, gate_up, down in pairs:
+            if c:
+                _linear_into(silu_and_mul(linear(x_e, gate_up)), down, y_e)
+        return ys
 
     def weight_loader(self, param, fetch, shard_id=None) -> None:
         """Per-expert tensors: shard (expert id, "gate" | "up" | "down"); experts on other ranks
@@ -102,6 +123,21 @@ class FusedMoE(nn.Module):
         else:
             f = self.full_inter
             _copy(param.data, torch.cat([mine[:, lo:hi], mine[:, f + lo:f + hi]], dim=1))
+
+
+def _grouped_mm_takes(xs: torch.Tensor) -> bool:
+    """torch >= 2.10 has a CPU grouped_mm (fp32 and bf16). Elsewhere the loop: CUDA's wants
+    bf16 on sm80+, and the loop's per-expert launches matter less next to a GPU's GEMMs."""
+    return xs.device.type == "cpu" and hasattr(F, "grouped_mm") and cpu_fast_paths()
+
+
+def _linear_into(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor) -> None:
+    """out = x @ weight^T, the GEMM writing straight into `out` (a block of rows of the sorted
+    output) where it is MKL's: the same call F.linear makes, without the copy after it."""
+    if x.shape[0] <= SKINNY_ROWS or x.dtype != out.dtype:
+        out.copy_(linear(x, weight))
+    else:
+        torch.mm(x, weight.t(), out=out)
 
 
 def _copy(dst: torch.Tensor, src: torch.Tensor) -> None:
