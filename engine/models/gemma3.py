@@ -8,31 +8,19 @@ HF's modeling_gemma3 computes it:
 - no attention soft cap (HF's Gemma 3 ignores the config's), a final one only when set.
 """
 
-import torch
-
 from engine.layers.norm import GemmaRMSNorm
 from engine.layers.rotary import RotaryEmbedding
 from engine.model_config import ModelConfig
 from engine.models.gemma2 import Gemma2Attention, Gemma2DecoderLayer, Gemma2ForCausalLM
 from engine.models.gemma_config import FULL, SLIDING
 from engine.models.llama import LlamaForCausalLM
+from engine.models.qwen3 import Qwen3Attention
 
 
-class Gemma3Attention(Gemma2Attention):
-    def __init__(self, cfg: ModelConfig, rotary: dict, layer: int):
-        super().__init__(cfg, rotary, layer)
-        self.q_norm = GemmaRMSNorm(cfg.head_dim, cfg.norm_eps)
-        self.k_norm = GemmaRMSNorm(cfg.head_dim, cfg.norm_eps)
-
-    def forward(self, positions, x, meta):
-        qkv = self.qkv_proj(x)
-        d, n, kvh = self.d, self.heads, self.kv_heads
-        # The norms see one head per row.
-        q = self.q_norm(qkv[:, :n * d].reshape(-1, d)).view(-1, n, d)
-        k = self.k_norm(qkv[:, n * d:(n + kvh) * d].reshape(-1, d)).view(-1, kvh, d)
-        qk = self.rotary(positions, torch.cat([q, k], dim=1), meta)
-        v = qkv[:, (n + kvh) * d:].view(-1, kvh, d)
-        return self.o_proj(self.attn(qk[:, :n], qk[:, n:], v, meta))
+class Gemma3Attention(Qwen3Attention, Gemma2Attention):
+    """Qwen 3's q/k-normed attention (with Gemma's norm) over Gemma 2's scale, window and
+    per-layer-type rope."""
+    qk_norm_cls = GemmaRMSNorm
 
 
 class Gemma3DecoderLayer(Gemma2DecoderLayer):

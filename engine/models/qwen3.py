@@ -9,10 +9,12 @@ from engine.models.llama import LlamaAttention, LlamaDecoderLayer, LlamaForCausa
 
 
 class Qwen3Attention(LlamaAttention):
+    qk_norm_cls = RMSNorm  # Gemma 3 (engine/models/gemma3.py) norms its heads with Gemma's
+
     def __init__(self, cfg: ModelConfig, rotary, layer: int = 0):
         super().__init__(cfg, rotary, layer)
-        self.q_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
-        self.k_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
+        self.q_norm = self.qk_norm_cls(cfg.head_dim, cfg.norm_eps)
+        self.k_norm = self.qk_norm_cls(cfg.head_dim, cfg.norm_eps)
 
     def forward(self, positions, x, meta):
         qkv = self.qkv_proj(x)
@@ -21,7 +23,7 @@ class Qwen3Attention(LlamaAttention):
         # The norms see one head per row (a 2-D input takes the fused CPU kernel).
         q = self.q_norm(qkv[:, :q_len].reshape(-1, d)).view(-1, n, d)
         k = self.k_norm(qkv[:, q_len:q_len + k_len].reshape(-1, d)).view(-1, self.kv_heads, d)
-        qk = self.rotary(positions, torch.cat([q, k], dim=1))
+        qk = self.rotary(positions, torch.cat([q, k], dim=1), meta)
         v = qkv[:, q_len + k_len:].view(-1, self.kv_heads, d)
         return self.o_proj(self.attn(qk[:, :n], qk[:, n:], v, meta))
 
