@@ -21,7 +21,8 @@ import torch
 
 log = logging.getLogger("onenode.kernels")
 HERE = Path(__file__).parent
-SOURCES = (HERE / "paged_decode.cpp", HERE / "skinny_gemm.cpp", HERE / "fused_ops.cpp")
+SOURCES = (HERE / "paged_decode.cpp", HERE / "skinny_gemm.cpp", HERE / "fused_ops.cpp",
+           HERE / "cache_write.cpp")
 HEADERS = (HERE / "simd.h",)
 _loaded: bool | None = None
 
@@ -32,15 +33,20 @@ def kernel_dir() -> Path:
 
 
 def cpu_flags() -> list[str]:
-    """AVX2+FMA where this CPU has them (every x86 server since 2013); the build is per machine
-    (or per image build host), and the flags are part of the cache key."""
+    """AVX2+FMA where this CPU has them (every x86 server since 2013), and AVX-512 where it has
+    that too (the skinny GEMM's wide path); the build is per machine (or per image build host),
+    and the flags are part of the cache key."""
     if platform.machine() not in ("x86_64", "AMD64"):
         return []
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
         return []
-    return ["-mavx2", "-mfma", "-mf16c"] if " avx2" in info and " fma" in info else []
+    if " avx2" not in info or " fma" not in info:
+        return []
+    avx512 = all(f" {f}" in info for f in ("avx512f", "avx512bw", "avx512vl", "avx512dq"))
+    return ["-mavx2", "-mfma", "-mf16c"] + (
+        ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq"] if avx512 else [])
 
 
 def compile_command(out: Path) -> list[str]:
@@ -89,8 +95,8 @@ def load() -> bool:
 
 
 def enabled() -> bool:
-    """ONENODE_CPU_KERNELS=0 turns off every CPU fast path (these kernels and oneDNN weight
-    packing): the engine then runs plain PyTorch ops, e.g. to rule them out when debugging."""
+    """ONENODE_CPU_KERNELS=0 turns off every CPU fast path (these kernels and the malloc
+    tuning of engine/worker/cpu_malloc.py): the engine then runs plain PyTorch ops, e.g. to rule them out when debugging."""
     return os.environ.get("ONENODE_CPU_KERNELS", "1") != "0"
 
 

@@ -24,25 +24,16 @@ keys as one contiguous [L, head_dim] matrix: the layout SDPA's CPU and CUDA kern
   instead (window included): SDPA and the kernels cannot cap the scores before the softmax.
 """
 
-import math
-
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.functional import scaled_dot_product_attention as sdpa
 
-from engine.layers import decode_kernel
+from engine.kernels.build import takes as cpu_kernels_take
+from engine.layers import cache_memory, decode_kernel
 from engine.layers.attention_metadata import AttentionMetadata
 from engine.layers.attention_plan import attention_plan
 from engine.layers.softcap_attention import soft_capped
 from engine.layers.varlen_prefill import pack_keys, pack_queries, prefill_batches, unpack
-
-
-def _zeros(shape: tuple[int, ...], dtype: torch.dtype, device) -> torch.Tensor:
-    if torch.device(device).type != "cpu":
-        return torch.zeros(shape, dtype=dtype, device=device)
-    count = math.prod(shape) * dtype.itemsize
-    return torch.from_numpy(np.zeros(count, dtype=np.uint8)).view(dtype).view(shape)
 
 
 class PagedAttention(nn.Module):
@@ -65,12 +56,9 @@ class PagedAttention(nn.Module):
         self.in_place = False  # decode through a kernel that reads the cache in place
 
     def allocate_cache(self, num_blocks: int, block_size: int, dtype, device) -> None:
-        """Zeroed, because decode reads whole blocks: the unwritten tail of a sequence's last
-        block is masked, and must hold finite numbers for the mask to cancel it (0 x NaN is NaN).
-        On CPU the zeros come from calloc: fresh pages the kernel maps only when written, so a
-        generous kv_cache_space_gib costs memory only as the cache fills."""
+        """Zeroed, and on CPU committed only as it fills (engine/layers/cache_memory.py)."""
         shape = (self.num_kv_heads, num_blocks, block_size, self.head_dim)
-        self.k_cache, self.v_cache = (_zeros(shape, dtype, device) for _ in range(2))
+        self.k_cache, self.v_cache = (cache_memory.zeros(shape, dtype, device) for _ in range(2))
         self.in_place = decode_kernel.available(torch.device(device).type)
 
     def forward(self, q, k, v, meta: AttentionMetadata) -> torch.Tensor:
@@ -79,9 +67,7 @@ class PagedAttention(nn.Module):
             if self.logits_soft_cap is not None:
                 return soft_capped(self, q, k, v, meta, cached=False)
             return self._prefill(q, k, v, meta, attention_plan(meta).prefill)
-        kvh, d = self.num_kv_heads, self.head_dim
-        self.k_cache.view(kvh, -1, d).index_copy_(1, meta.slot_mapping, k.transpose(0, 1))
-        self.v_cache.view(kvh, -1, d).index_copy_(1, meta.slot_mapping, v.transpose(0, 1))
+        self._write_cache(k, v, meta.slot_mapping)
         if self.logits_soft_cap is not None:
             return soft_capped(self, q, k, v, meta, cached=True)
         plan, decoded = self._plan_and_decode_in_place(q, meta)
@@ -89,12 +75,22 @@ class PagedAttention(nn.Module):
             return decoded
         if decoded is None and not plan.decode:  # a prefill-only step
             return self._prefill(q, k, v, meta, plan.prefill)
-        out = q.new_empty(q.shape[0], self.num_heads * d)
+        out = q.new_empty(q.shape[0], self.num_heads * self.head_dim)
         if decoded is not None:
             out.index_copy_(0, plan.batch.rows, decoded)
         for bucket in plan.decode:
             out.index_copy_(0, bucket.rows, self._decode(q.index_select(0, bucket.rows), bucket))
         return self._prefill(q, k, v, meta, plan.prefill, out)
+
+    def _write_cache(self, k, v, slots) -> None:
+        """The step's new K/V rows into their cache slots (the C++ copy on CPU: index_copy_
+        along the cache's token dim runs on one thread, element by element)."""
+        if cpu_kernels_take(k) and k.dtype == self.k_cache.dtype:
+            torch.ops.onenode.cache_write(k, v, self.k_cache, self.v_cache, slots)
+            return
+        kvh, d = self.num_kv_heads, self.head_dim
+        self.k_cache.view(kvh, -1, d).index_copy_(1, slots, k.transpose(0, 1))
+        self.v_cache.view(kvh, -1, d).index_copy_(1, slots, v.transpose(0, 1))
 
     def _plan_and_decode_in_place(self, q, meta):
         """The step's plan, and its decode rows through the in-place kernel when the plan has

@@ -11,46 +11,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from engine.kernels.build import enabled as cpu_fast_paths
 from engine.kernels.build import takes as cpu_kernels_take
 from engine.parallel.parallel_state import tp, tp_all_reduce
 
-# oneDNN's blocked weight layout: its GEMMs beat MKL's on a plain [out, in] weight by 10-20 % on
-# prefill and by 1.5-2x on decode batches (docs/performance.md). The hint is the expected rows.
-PACK_ROWS_HINT = 64
-
-# Up to this many rows (batch-1..4 decode) a GEMM only streams the weight; the C++ kernel
-# (engine/kernels/skinny_gemm.cpp) does that at ~2x MKL's rate. Beyond it MKL is as fast or faster.
-SKINNY_ROWS = 4
-
-
-def pack_cpu_weights(model: nn.Module) -> int:
-    """Reorder every CPU weight a module marks packable (`packed = None`: the parallel linears,
-    and an LM head) into oneDNN's layout, in place of the plain one (no second copy). A weight
-    another module also reads (an LM head tied to this stage's embedding) stays plain. Returns
-    how many were packed; 0 where oneDNN is missing or ONENODE_CPU_KERNELS=0, and those layers
-    keep calling MKL through `linear`."""
-    if not (torch.backends.mkldnn.is_available() and cpu_fast_paths()):
-        return 0
-    owners: dict[int, int] = {}
-    for m in model.modules():
-        for p in m.parameters(recurse=False):
-            owners[id(p)] = owners.get(id(p), 0) + 1
-    packed = 0
-    for m in model.modules():
-        if getattr(m, "packed", False) is None and m.weight.device.type == "cpu" \
-                and owners[id(m.weight)] == 1:
-            m.packed = torch.ops.mkldnn._reorder_linear_weight(m.weight.data, PACK_ROWS_HINT)
-            m.weight.data = m.weight.data.new_empty(0)
-            packed += 1
-    return packed
-
-
-def packed_forward(module, x: torch.Tensor) -> torch.Tensor:
-    """x @ module's weight^T (+ bias): oneDNN's GEMM once pack_cpu_weights packed it."""
-    if module.packed is not None:
-        return torch.ops.mkldnn._linear_pointwise(x, module.packed, module.bias, "none", [], "")
-    return linear(x, module.weight, module.bias)
+# Up to this many rows (small-batch decode) a GEMM is mostly a weight read; the C++ kernel
+# (engine/kernels/skinny_gemm.cpp) streams the weight at ~20 GB/s on 2 cores, where MKL's sgemm
+# and oneDNN's reach 11-16 GB/s (docs/performance.md). Beyond it MKL is as fast or faster.
+SKINNY_ROWS = 16
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None):
@@ -100,10 +67,9 @@ class ColumnParallelLinear(nn.Module):
             self.offsets.append(self.offsets[-1] + p.local_rows(g.size))
         self.weight = _param(torch.empty(self.offsets[-1], in_features), self, self.shard_ids)
         self.bias = _param(torch.empty(self.offsets[-1]), self, self.shard_ids) if bias else None
-        self.packed: torch.Tensor | None = None  # oneDNN's layout, set by pack_cpu_weights
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return packed_forward(self, x)
+        return linear(x, self.weight, self.bias)
 
     def weight_loader(self, param, fetch, shard_id=None) -> None:
         """Copy this rank's rows of part `shard_id` (or of every part, read from one tensor
@@ -131,14 +97,9 @@ class RowParallelLinear(nn.Module):
         self.in_local, self.transposed = in_features // g.size, transposed
         self.weight = _param(torch.empty(out_features, self.in_local), self)
         self.bias = _param(torch.empty(out_features)) if bias else None
-        self.packed: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.packed is not None:  # bias after the reduce: added once, not per rank
-            y = torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [], "")
-        else:
-            y = linear(x, self.weight)
-        y = tp_all_reduce(y)
+        y = tp_all_reduce(linear(x, self.weight))  # bias after the reduce: added once
         return y + self.bias if self.bias is not None else y
 
     def weight_loader(self, param, fetch, shard_id=None) -> None:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn.functional import scaled_dot_product_attention as sdpa
 
-from engine.layers.attention import _zeros
+from engine.layers import cache_memory
 from engine.layers.attention_metadata import AttentionMetadata
 from engine.layers.attention_plan import attention_plan
 
@@ -41,7 +41,7 @@ class MLAAttention(nn.Module):
 
     def allocate_cache(self, num_blocks: int, block_size: int, dtype, device) -> None:
         """Zeroed for the same reason as PagedAttention's: masked tails must be finite."""
-        self.cache = _zeros((num_blocks, block_size, self.row_width), dtype, device)
+        self.cache = cache_memory.zeros((num_blocks, block_size, self.row_width), dtype, device)
 
     def forward(self, q_nope, q_pe, latent, k_pe, kv_b_weight, meta: AttentionMetadata):
         """q_nope [T, h, nope], q_pe [T, h, rope] (rotated), latent [T, r] (normalized),

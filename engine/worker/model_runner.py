@@ -12,14 +12,13 @@ import torch
 from engine.config import EngineConfig
 from engine.core import kv_blocks
 from engine.core.scheduler_output import ModelRunnerOutput, SchedulerOutput
-from engine.layers.linear import pack_cpu_weights
 from engine.layers.sampler import sample
 from engine.model_source import resolve_model
 from engine.models import fp8
 from engine.models.registry import build_model, load_weights
 from engine.parallel import parallel_state as ps
 from engine.parallel.pp_partition import stage_layer_range
-from engine.worker import memory_profile
+from engine.worker import cpu_malloc, memory_profile
 from engine.worker.inputs import dummy_inputs, prepare_inputs
 from engine.worker.warm_up import warm_up
 
@@ -71,7 +70,7 @@ class ModelRunner:
         load_weights(self.model, self.source, progress=show)
         self.model.eval()
         if self.device.type == "cpu":
-            pack_cpu_weights(self.model)
+            cpu_malloc.keep_freed_memory()
         else:
             self._memory.append(memory_profile.snapshot(self.device))
 

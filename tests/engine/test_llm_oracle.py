@@ -33,7 +33,7 @@ def test_greedy_tokens_equal_hf(checkpoint):
 
 
 def test_greedy_tokens_equal_hf_in_bfloat16(checkpoint):
-    """bf16 end to end (weights, activations, KV cache) through the CPU kernels and oneDNN,
+    """bf16 end to end (weights, activations, KV cache) through the CPU kernels (skinny GEMM included),
     against HF transformers in bf16."""
     import torch
 
@@ -103,7 +103,7 @@ def test_pytorch_fallback_keeps_greedy_tokens(checkpoint, monkeypatch):
 
     _, path = checkpoint
     monkeypatch.setattr(build, "_loaded", False)
-    monkeypatch.setenv("ONENODE_CPU_KERNELS", "0")  # no oneDNN packing either
+    monkeypatch.setenv("ONENODE_CPU_KERNELS", "0")  # nor the malloc tuning
     prompts = make_prompts(path, lengths=(3, 17, 40, 9))
     llm = LLM(str(path), kv_cache_space_gib=0.05, dtype="float32")
     model = llm.engine.executor.worker.runner.model

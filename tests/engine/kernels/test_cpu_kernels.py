@@ -39,7 +39,7 @@ def test_paged_decode_starts_at_the_sliding_windows_first_key(window):
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 3e-2)])
 @pytest.mark.parametrize("rows,k,n", [(1, 576, 960), (2, 64, 33), (3, 20, 7), (4, 1536, 576),
-                                      (9, 64, 40)])
+                                      (9, 64, 40), (16, 576, 97), (13, 1536, 31), (5, 23, 2)])
 def test_skinny_gemm_matches_linear(dtype, tol, rows, k, n):
     g = torch.Generator().manual_seed(rows * k)
     x = torch.randn(rows, k, generator=g).to(dtype)
@@ -101,8 +101,7 @@ def test_fused_silu_and_mul_and_rotary_match_pytorch(dtype):
     x = (3 * torch.randn(9, 2 * 40, generator=g)).to(dtype)
     gate, up = x[:, :40], x[:, 40:]
     ref = torch.nn.functional.silu(gate) * up
-    torch.testing.assert_close(torch.ops.onenode.silu_and_mul(x), ref, atol=1e-6,
-                               rtol=1e-6 if dtype == torch.float32 else 2 ** -7)
+    assert torch.equal(torch.ops.onenode.silu_and_mul(x), ref)  # ATen's own silu: bit-exact
     qkv = torch.randn(9, 5 * 16, generator=g).to(dtype)
     qk = qkv[:, :4 * 16].view(9, 4, 16)  # a strided view, as in the attention layer
     angles = torch.randn(9, 8, generator=g)
@@ -111,3 +110,28 @@ def test_fused_silu_and_mul_and_rotary_match_pytorch(dtype):
     c, s = cos[:, None], sin[:, None]
     ref = torch.cat((x1 * c - x2 * s, x2 * c + x1 * s), dim=-1)
     assert torch.equal(torch.ops.onenode.rotary(qk, cos, sin), ref)  # same roundings, exactly
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("rows", [1, 7, 300])  # below and above the kernel's parallel grain
+def test_silu_and_mul_is_pytorchs_on_every_row_chunk(dtype, rows):
+    x = (3 * torch.randn(rows, 2 * 1536, generator=torch.Generator().manual_seed(rows))).to(dtype)
+    assert torch.equal(torch.ops.onenode.silu_and_mul(x),
+                       torch.nn.functional.silu(x[:, :1536]) * x[:, 1536:])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cache_write_puts_each_row_at_its_slot_and_nothing_else(dtype):
+    g = torch.Generator().manual_seed(3)
+    kvh, blocks, bs, d, tokens = 3, 9, 4, 8, 11
+    k_cache = torch.randn(kvh, blocks, bs, d, generator=g).to(dtype)
+    v_cache = torch.randn(kvh, blocks, bs, d, generator=g).to(dtype)
+    qkv = torch.randn(tokens, 5 * kvh * d, generator=g).to(dtype)  # strided views, as in a layer
+    k = qkv[:, :kvh * d].view(tokens, kvh, d)
+    v = qkv[:, 2 * kvh * d:3 * kvh * d].view(tokens, kvh, d)
+    slots = torch.randperm(blocks * bs, generator=g)[:tokens]
+    ref_k, ref_v = k_cache.clone(), v_cache.clone()
+    ref_k.view(kvh, -1, d).index_copy_(1, slots, k.transpose(0, 1))
+    ref_v.view(kvh, -1, d).index_copy_(1, slots, v.transpose(0, 1))
+    torch.ops.onenode.cache_write(k, v, k_cache, v_cache, slots)
+    assert torch.equal(k_cache, ref_k) and torch.equal(v_cache, ref_v)
