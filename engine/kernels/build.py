@@ -49,6 +49,17 @@ def cpu_flags() -> list[str]:
         ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq"] if avx512 else [])
 
 
+def cpu_vendor() -> str:
+    """/proc/cpuinfo's vendor_id (GenuineIntel, AuthenticAMD, ...); '' where there is none."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("vendor_id"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
 def compile_command(out: Path) -> list[str]:
     inc = Path(torch.__file__).parent / "include"
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)

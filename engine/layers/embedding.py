@@ -4,7 +4,7 @@ split into contiguous row ranges, one per rank."""
 import torch
 from torch import nn
 
-from engine.layers.linear import linear
+from engine.layers.linear import packed_forward
 from engine.parallel.parallel_state import tp, tp_all_gather, tp_all_reduce
 
 
@@ -44,8 +44,11 @@ class ParallelLMHead(VocabParallelEmbedding):
 
     def __init__(self, vocab_size: int, dim: int):
         super().__init__(vocab_size, dim)
+        # Packed for oneDNN by pack_cpu_weights unless tied to this stage's embedding: on a
+        # last pipeline stage it is the largest GEMM, at ~2.5x MKL's speed for decode batches.
+        self.packed: torch.Tensor | None = None
         self.bias = None
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        local = linear(hidden, self.weight)
+        local = packed_forward(self, hidden)
         return tp_all_gather(local, dim=-1)[..., : self.vocab_size].float()

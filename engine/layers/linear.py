@@ -6,18 +6,70 @@ Column-parallel layers may pack several logical matrices (q/k/v, gate/up); each 
 over the TP ranks separately. A part with fewer heads than ranks is replicated (GQA KV heads).
 """
 
+import os
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from engine.kernels.build import cpu_vendor
+from engine.kernels.build import enabled as cpu_fast_paths
 from engine.kernels.build import takes as cpu_kernels_take
 from engine.parallel.parallel_state import tp, tp_all_reduce
+from onenode.errors import ConfigError
+
+# oneDNN's blocked weight layout. Where MKL's sgemm is slow (AMD CPUs, where MKL takes a generic
+# path) it beats MKL on a plain [out, in] weight by 10-20 % on prefill and 1.4-2x on decode
+# batches; on Intel CPUs MKL is as fast from 32 rows up and the skinny kernel is faster below, so
+# weights stay plain there (docs/performance.md). The hint is the expected rows.
+PACK_ROWS_HINT = 64
+LAYOUTS = ("auto", "plain", "onednn")  # ONENODE_CPU_WEIGHT_LAYOUT
 
 # Up to this many rows (small-batch decode) a GEMM is mostly a weight read; the C++ kernel
-# (engine/kernels/skinny_gemm.cpp) streams the weight at ~20 GB/s on 2 cores, where MKL's sgemm
-# and oneDNN's reach 11-16 GB/s (docs/performance.md). Beyond it MKL is as fast or faster.
+# (engine/kernels/skinny_gemm.cpp) streams a plain weight at ~20 GB/s on 2 cores, where MKL and
+# oneDNN reach 11-16 GB/s. Beyond it MKL (or oneDNN, when packed) is as fast or faster.
 SKINNY_ROWS = 16
+
+
+def weight_layout() -> str:
+    """The CPU weight layout: ONENODE_CPU_WEIGHT_LAYOUT=plain|onednn, or by default oneDNN's where
+    the CPU is not Intel's (MKL's own speed there is the reason to pack), else plain."""
+    choice = os.environ.get("ONENODE_CPU_WEIGHT_LAYOUT", "auto")
+    if choice not in LAYOUTS:
+        raise ConfigError(f"ONENODE_CPU_WEIGHT_LAYOUT={choice!r}; use one of {', '.join(LAYOUTS)}")
+    if choice != "auto":
+        return choice
+    return "plain" if cpu_vendor() == "GenuineIntel" else "onednn"
+
+
+def pack_cpu_weights(model: nn.Module) -> int:
+    """Reorder every CPU weight a module marks packable (`packed = None`: the parallel linears,
+    and an LM head) into oneDNN's layout, in place of the plain one (no second copy). A weight
+    another module also reads (an LM head tied to this stage's embedding) stays plain. Returns
+    how many were packed; 0 where oneDNN is missing, ONENODE_CPU_KERNELS=0 or the layout is
+    plain (`weight_layout`), and those layers call MKL or the skinny kernel through `linear`."""
+    if not (torch.backends.mkldnn.is_available() and cpu_fast_paths()) \
+            or weight_layout() != "onednn":
+        return 0
+    owners: dict[int, int] = {}
+    for m in model.modules():
+        for p in m.parameters(recurse=False):
+            owners[id(p)] = owners.get(id(p), 0) + 1
+    packed = 0
+    for m in model.modules():
+        if getattr(m, "packed", False) is None and m.weight.device.type == "cpu" \
+                and owners[id(m.weight)] == 1:
+            m.packed = torch.ops.mkldnn._reorder_linear_weight(m.weight.data, PACK_ROWS_HINT)
+            m.weight.data = m.weight.data.new_empty(0)
+            packed += 1
+    return packed
+
+
+def packed_forward(module, x: torch.Tensor) -> torch.Tensor:
+    """x @ module's weight^T (+ bias): oneDNN's GEMM once pack_cpu_weights packed it."""
+    if module.packed is not None:
+        return torch.ops.mkldnn._linear_pointwise(x, module.packed, module.bias, "none", [], "")
+    return linear(x, module.weight, module.bias)
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None):
@@ -67,9 +119,10 @@ class ColumnParallelLinear(nn.Module):
             self.offsets.append(self.offsets[-1] + p.local_rows(g.size))
         self.weight = _param(torch.empty(self.offsets[-1], in_features), self, self.shard_ids)
         self.bias = _param(torch.empty(self.offsets[-1]), self, self.shard_ids) if bias else None
+        self.packed: torch.Tensor | None = None  # oneDNN's layout, set by pack_cpu_weights
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return linear(x, self.weight, self.bias)
+        return packed_forward(self, x)
 
     def weight_loader(self, param, fetch, shard_id=None) -> None:
         """Copy this rank's rows of part `shard_id` (or of every part, read from one tensor
@@ -97,9 +150,14 @@ class RowParallelLinear(nn.Module):
         self.in_local, self.transposed = in_features // g.size, transposed
         self.weight = _param(torch.empty(out_features, self.in_local), self)
         self.bias = _param(torch.empty(out_features)) if bias else None
+        self.packed: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = tp_all_reduce(linear(x, self.weight))  # bias after the reduce: added once
+        if self.packed is not None:  # bias after the reduce: added once, not per rank
+            y = torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [], "")
+        else:
+            y = linear(x, self.weight)
+        y = tp_all_reduce(y)
         return y + self.bias if self.bias is not None else y
 
     def weight_loader(self, param, fetch, shard_id=None) -> None:

@@ -12,6 +12,7 @@ import torch
 from engine.config import EngineConfig
 from engine.core import kv_blocks
 from engine.core.scheduler_output import ModelRunnerOutput, SchedulerOutput
+from engine.layers.linear import pack_cpu_weights
 from engine.layers.sampler import sample
 from engine.model_source import resolve_model
 from engine.models import fp8
@@ -70,6 +71,7 @@ class ModelRunner:
         load_weights(self.model, self.source, progress=show)
         self.model.eval()
         if self.device.type == "cpu":
+            pack_cpu_weights(self.model)
             cpu_malloc.keep_freed_memory()
         else:
             self._memory.append(memory_profile.snapshot(self.device))

@@ -103,12 +103,32 @@ def test_pytorch_fallback_keeps_greedy_tokens(checkpoint, monkeypatch):
 
     _, path = checkpoint
     monkeypatch.setattr(build, "_loaded", False)
-    monkeypatch.setenv("ONENODE_CPU_KERNELS", "0")  # nor the malloc tuning
+    monkeypatch.setenv("ONENODE_CPU_KERNELS", "0")  # no oneDNN packing, nor malloc tuning
     prompts = make_prompts(path, lengths=(3, 17, 40, 9))
     llm = LLM(str(path), kv_cache_space_gib=0.05, dtype="float32")
     model = llm.engine.executor.worker.runner.model
     assert not any(a.in_place for a in model.attention_layers())
     assert not any(getattr(m, "packed", None) is not None for m in model.modules())
+    outs = llm.generate(prompts, _greedy(), use_tqdm=False)
+    assert [o.outputs[0].token_ids for o in outs] == hf_greedy(path, prompts, NEW_TOKENS)
+    llm.shutdown()
+
+
+@pytest.mark.parametrize("layout", ["plain", "onednn"])
+def test_both_cpu_weight_layouts_keep_greedy_tokens(checkpoint, monkeypatch, layout):
+    """Intel CPUs run plain weights (MKL, and the skinny kernel up to 16 rows), others oneDNN's
+    packed layout: whichever this machine picks, the other is checked here too."""
+    import torch
+
+    if layout == "onednn" and not torch.backends.mkldnn.is_available():
+        pytest.skip("no oneDNN")
+    _, path = checkpoint
+    monkeypatch.setenv("ONENODE_CPU_WEIGHT_LAYOUT", layout)
+    prompts = make_prompts(path, lengths=(3, 17, 40, 9))
+    llm = LLM(str(path), kv_cache_space_gib=0.05, dtype="float32")
+    model = llm.engine.executor.worker.runner.model
+    packed = any(getattr(m, "packed", None) is not None for m in model.modules())
+    assert packed == (layout == "onednn")
     outs = llm.generate(prompts, _greedy(), use_tqdm=False)
     assert [o.outputs[0].token_ids for o in outs] == hf_greedy(path, prompts, NEW_TOKENS)
     llm.shutdown()
