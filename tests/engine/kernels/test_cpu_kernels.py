@@ -53,6 +53,11 @@ def test_skinny_gemm_matches_linear(dtype, tol, rows, k, n):
 
 
 def test_the_library_is_cached_per_source_torch_and_flags(tmp_path, monkeypatch):
+    # The real compile (~45 s with every source) already ran for this suite (`make test` builds
+    # the library first, and the tests above load it): here the "compiler" copies that build, so
+    # what is checked is the cache's naming, its atomic rename and its reuse.
+    built = build.build()
+    monkeypatch.setattr(build, "compile_command", lambda out: ["cp", str(built), str(out)])
     monkeypatch.setenv("ONENODE_KERNEL_DIR", str(tmp_path))
     path = build.library_path()
     assert path.parent == tmp_path and torch.__version__.split("+")[0] not in path.name
