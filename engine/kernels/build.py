@@ -32,16 +32,20 @@ def kernel_dir() -> Path:
                                Path.home() / ".cache" / "onenode" / "kernels"))
 
 
+def _cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
 def cpu_flags() -> list[str]:
     """AVX2+FMA where this CPU has them (every x86 server since 2013), and AVX-512 where it has
     that too (the skinny GEMM's wide path); the build is per machine (or per image build host),
     and the flags are part of the cache key."""
     if platform.machine() not in ("x86_64", "AMD64"):
         return []
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
+    info = _cpuinfo()
     if " avx2" not in info or " fma" not in info:
         return []
     avx512 = all(f" {f}" in info for f in ("avx512f", "avx512bw", "avx512vl", "avx512dq"))
@@ -51,12 +55,9 @@ def cpu_flags() -> list[str]:
 
 def cpu_vendor() -> str:
     """/proc/cpuinfo's vendor_id (GenuineIntel, AuthenticAMD, ...); '' where there is none."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("vendor_id"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    for line in _cpuinfo().splitlines():
+        if line.startswith("vendor_id"):
+            return line.split(":", 1)[1].strip()
     return ""
 
 
@@ -106,8 +107,9 @@ def load() -> bool:
 
 
 def enabled() -> bool:
-    """ONENODE_CPU_KERNELS=0 turns off every CPU fast path (these kernels and the malloc
-    tuning of engine/worker/cpu_malloc.py): the engine then runs plain PyTorch ops, e.g. to rule them out when debugging."""
+    """ONENODE_CPU_KERNELS=0 turns off every CPU fast path (these kernels, oneDNN weight packing
+    and the malloc tuning of engine/worker/cpu_malloc.py): the engine then runs plain PyTorch
+    ops, e.g. to rule them out when debugging."""
     return os.environ.get("ONENODE_CPU_KERNELS", "1") != "0"
 
 

@@ -16,11 +16,10 @@ namespace {
 
 void write_one(const at::Tensor& src, at::Tensor& cache, const int64_t* slots) {
   const int64_t tokens = src.size(0), kvh = src.size(1), d = src.size(2);
-  const int64_t head_stride = cache.stride(0), bytes = d * src.element_size();
+  const int64_t item = src.element_size(), head_stride = cache.stride(0), bytes = d * item;
   const int64_t src_token = src.stride(0), src_head = src.stride(1);
   const char* sp = static_cast<const char*>(src.data_ptr());
   char* cp = static_cast<char*>(cache.data_ptr());
-  const int64_t item = src.element_size();
   at::parallel_for(0, tokens * kvh, 256, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const int64_t t = i / kvh, h = i % kvh;
