@@ -1,7 +1,8 @@
 """Per-request logits processors, applied before temperature and top-k/top-p (vLLM's order).
 
 Order: grammar bitmask, allowed_token_ids, bad_words, min_tokens (EOS/stop ids banned),
-logit_bias, then the penalties (repetition on prompt+output, frequency and presence on output).
+logit_bias, then the penalties (repetition on prompt+output, frequency and presence on output),
+all penalised rows at once (engine/layers/penalties.py).
 Everything here sees plain tensors plus each row's ScheduledSeq; rows without any of these
 settings are left untouched, so a batch without them costs nothing.
 """
@@ -9,6 +10,7 @@ settings are left untouched, so a batch without them costs nothing.
 import torch
 
 from engine.core.scheduler_output import ScheduledSeq
+from engine.layers.penalties import apply_penalties
 
 NEG_INF = float("-inf")
 
@@ -19,19 +21,26 @@ def process_logits(logits: torch.Tensor, seqs: list[ScheduledSeq]) -> torch.Tens
         return logits
     raw, logits = logits, logits.clone()
     for i, s in enumerate(seqs):
-        if _needs_processing(s):
+        if _needs_masking(s):
             _process_row(logits[i], s)
             if not torch.isfinite(logits[i]).any():
                 # Nothing allowed (a grammar whose text no token can continue): sample from the
                 # model instead of crashing; the engine sees the grammar reject it and stops.
                 logits[i] = raw[i]
+    rows = [i for i, s in enumerate(seqs) if s.params.has_penalties]
+    apply_penalties(logits, rows, [seqs[i] for i in rows])
     return logits
 
 
 def _needs_processing(s: ScheduledSeq) -> bool:
+    return _needs_masking(s) or s.params.has_penalties
+
+
+def _needs_masking(s: ScheduledSeq) -> bool:
+    """Everything but the penalties, which run for all rows at once (engine/layers/penalties.py)."""
     p = s.params
     return bool(s.grammar_bitmask is not None or s.banned_token_ids or p.allowed_token_ids
-                or p._bad_words_token_ids or p.logit_bias or p.has_penalties)
+                or p._bad_words_token_ids or p.logit_bias)
 
 
 def _process_row(row: torch.Tensor, s: ScheduledSeq) -> None:
@@ -49,9 +58,7 @@ def _process_row(row: torch.Tensor, s: ScheduledSeq) -> None:
     if p.logit_bias:
         ids = torch.tensor(list(p.logit_bias), dtype=torch.long, device=row.device)
         row[ids] += torch.tensor(list(p.logit_bias.values()), dtype=row.dtype, device=row.device)
-    if p.has_penalties:
-        apply_penalties(row, s.prompt_token_ids or [], s.output_token_ids, p.repetition_penalty,
-                        p.frequency_penalty, p.presence_penalty)
+
 
 
 def unpack_bitmask(packed: bytes, vocab: int) -> torch.Tensor:
@@ -72,24 +79,3 @@ def bad_word_bans(words: list[list[int]] | None, output: list[int]) -> list[int]
         if not prefix or (len(output) >= len(prefix) and output[-len(prefix):] == prefix):
             bans.append(ids[-1])
     return bans
-
-
-def apply_penalties(row: torch.Tensor, prompt: list[int], output: list[int], repetition: float,
-                    frequency: float, presence: float) -> None:
-    """vLLM's rules, in place: repetition divides positive / multiplies negative logits of every
-    token seen in prompt or output; frequency subtracts count x penalty and presence subtracts
-    the penalty once, for tokens of the output only."""
-    vocab = row.numel()
-    if repetition != 1.0:
-        seen = torch.tensor(sorted({t for t in prompt + output if t < vocab}), dtype=torch.long,
-                            device=row.device)
-        if len(seen):
-            vals = row[seen]
-            fixed = torch.where(vals > 0, vals / repetition, vals * repetition)
-            # An extreme penalty overflows to inf, and inf - inf is NaN in the softmax.
-            limit = torch.finfo(row.dtype).max / 4
-            row[seen] = fixed.nan_to_num(posinf=limit, neginf=-limit).clamp(-limit, limit)
-    if output and (frequency or presence):
-        out_ids = torch.tensor(output, dtype=torch.long, device=row.device)
-        counts = torch.bincount(out_ids, minlength=vocab)[:vocab]
-        row -= frequency * counts.to(row.dtype) + presence * (counts > 0).to(row.dtype)

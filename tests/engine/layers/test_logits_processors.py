@@ -11,7 +11,6 @@ from transformers.generation.logits_process import (
 
 from engine.core.scheduler_output import ScheduledSeq
 from engine.layers.logits_processors import (
-    apply_penalties,
     bad_word_bans,
     process_logits,
     unpack_bitmask,
@@ -108,10 +107,9 @@ def test_wider_logits_than_the_bitmask_ban_the_padding():
     assert unpack_bitmask(packed, 40).tolist() == [True] * 32 + [False] * 8
 
 
-def test_apply_penalties_ignores_out_of_range_ids():
-    row = torch.ones(4)
-    apply_penalties(row, [1, 99], [], 2.0, 0.0, 0.0)
-    assert row.tolist() == [1.0, 0.5, 1.0, 1.0]
+def test_penalties_ignore_out_of_range_ids():
+    out = process_logits(torch.ones(1, 4), [seq([], [1, 99], repetition_penalty=2.0)])
+    assert out[0].tolist() == [1.0, 0.5, 1.0, 1.0]
 
 
 def test_unconstrained_batch_is_not_copied():
