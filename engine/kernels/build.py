@@ -23,7 +23,7 @@ log = logging.getLogger("onenode.kernels")
 HERE = Path(__file__).parent
 SOURCES = (HERE / "paged_decode.cpp", HERE / "skinny_gemm.cpp", HERE / "fused_ops.cpp",
            HERE / "cache_write.cpp")
-HEADERS = (HERE / "simd.h",)
+HEADERS = (HERE / "simd.h", HERE / "paged_decode_avx512.h")
 _loaded: bool | None = None
 
 

@@ -7,6 +7,9 @@
 // while that key row is in cache. Softmax and the weighted sum of V accumulate in float32.
 // A sliding window (window > 0) starts the walk at the window's first key, len - window (HF's
 // rule, engine/layers/sliding_window.py): blocks wholly before it are never read.
+// With AVX-512 (head_dim a multiple of 16, up to 8 query heads per KV head) one pass with an
+// online softmax runs instead (paged_decode_avx512.h); the two passes below are the AVX2 and
+// scalar paths.
 //
 // Shapes: q [n, heads, d]; k_cache/v_cache [kv_heads, num_blocks, block_size, d] (contiguous);
 // block_tables [n, max_blocks] int64; seq_lens [n] int64 -> out [n, heads * d] (q's dtype).
@@ -19,6 +22,7 @@
 #include <cmath>
 #include <vector>
 
+#include "paged_decode_avx512.h"
 #include "simd.h"
 
 namespace {
@@ -117,6 +121,10 @@ template <typename T>
 void attend(const T* q, const T* k, const T* v, const int64_t* table, int64_t first,
             int64_t len, const Shape& s, float scale, T* out, std::vector<float>& buf) {
   const int64_t g = s.group, d = s.d, bs = s.block_size, span = len - first;
+#if defined(__AVX512F__)
+  if (pd512::try_attend(q, k, v, pd512::Walk{table, first, len, bs, d}, g, scale, out, buf))
+    return;
+#endif
   buf.assign(g * d * 2 + g + g * span, 0.f);
   float* qf = buf.data();
   float* acc = qf + g * d;

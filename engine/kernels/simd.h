@@ -1,6 +1,6 @@
-// AVX2/FMA helpers shared by the CPU kernels: load 8 cache or weight elements as floats, and a
-// horizontal sum. Compiled only when the build flags enable AVX2 (engine/kernels/build.py);
-// every kernel keeps a scalar loop for the other cases.
+// SIMD helpers shared by the CPU kernels: load 8 (AVX2) or 16 (AVX-512, masked) cache or weight
+// elements as floats, and a horizontal sum. Compiled only when the build flags enable AVX2 or
+// AVX-512 (engine/kernels/build.py); every kernel keeps a scalar loop for the other cases.
 #pragma once
 
 #include <c10/util/BFloat16.h>
@@ -23,5 +23,17 @@ inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+#endif
+
+#if defined(__AVX512F__)
+// 16 elements as floats; lanes outside the mask read nothing and are 0.
+inline __m512 load16(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+inline __m512 load16(const c10::BFloat16* p, __mmask16 m) {
+  const __m256i raw = _mm256_maskz_loadu_epi16(m, p);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
+}
+inline __m512 load16(const c10::Half* p, __mmask16 m) {
+  return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
 }
 #endif

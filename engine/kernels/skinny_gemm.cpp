@@ -43,15 +43,6 @@ inline void tile_dots(const float* x, int64_t M, const T* w, int64_t K, float* o
 }
 
 #if defined(__AVX512F__)
-inline __m512 load16(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
-inline __m512 load16(const c10::BFloat16* p, __mmask16 m) {
-  const __m256i raw = _mm256_maskz_loadu_epi16(m, p);
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
-}
-inline __m512 load16(const c10::Half* p, __mmask16 m) {
-  return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
-}
-
 // out[m * 2 + j] = x[m] . w_j for weight rows w0, w1 and M rows of x; `ahead` is the weight row
 // to prefetch (two rows later, in the next pass). M is a template argument so that the 2 x M
 // accumulators live in registers (with a runtime M they spill, and every FMA waits on a store).

@@ -37,6 +37,41 @@ def test_paged_decode_starts_at_the_sliding_windows_first_key(window):
     assert not torch.allclose(out, full)  # the window hid some keys
 
 
+# (heads, KV heads, d, block_size): the AVX-512 one-pass path for groups of 1, 3 and 8 (its
+# register tiles are per group) and d = 64, 128 and 48 (a 16-wide slice of head_dim where 32 does
+# not divide it), 16 keys per step in blocks of 8, 16 and 32; the other paths for d = 40 (not a
+# multiple of 16) and a group of 16 (more heads than the tiles hold).
+ONE_PASS_SHAPES = [(8, 8, 64, 16), (9, 3, 64, 16), (24, 3, 128, 32), (8, 1, 64, 8),
+                   (6, 2, 48, 16), (6, 2, 40, 16), (16, 1, 32, 16)]
+ONE_PASS_LENS = (1, 15, 16, 17, 33, 47, 300)  # one key, mid-block ends, block edges, a long one
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+@pytest.mark.parametrize("heads,kv_heads,d,bs", ONE_PASS_SHAPES)
+def test_paged_decode_matches_for_every_group_width_and_block_size(dtype, tol, heads, kv_heads,
+                                                                   d, bs):
+    q, kc, vc, tables, lens = random_paged_case(dtype, heads, kv_heads, d, bs=bs,
+                                                lens=ONE_PASS_LENS)
+    for window in (0, 7, 40):  # 7 and 40 cut blocks mid-way in every block size here
+        out = torch.ops.onenode.paged_decode(q, kc, vc, tables, lens, d ** -0.5, window=window)
+        ref = reference_decode(q, kc, vc, tables, lens, d ** -0.5, window)
+        torch.testing.assert_close(out.float(), ref, atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("growing", [True, False])
+def test_paged_decode_rescales_when_a_later_key_scores_far_higher(growing):
+    """Keys scaled up (or down) block by block, so the scores' max keeps rising far past the
+    first block's (or falls away from it): the one-pass softmax must rescale what it summed."""
+    heads, kv_heads, d, bs = 9, 3, 64, 16
+    q, kc, vc, tables, lens = random_paged_case(torch.float32, heads, kv_heads, d, bs=bs,
+                                                lens=(300,))
+    ramp = torch.linspace(0.2, 6.0, tables.shape[1])
+    kc[:, tables[0]] *= (ramp if growing else ramp.flip(0))[None, :, None, None]
+    out = torch.ops.onenode.paged_decode(q, kc, vc, tables, lens, d ** -0.5)
+    torch.testing.assert_close(out, reference_decode(q, kc, vc, tables, lens, d ** -0.5),
+                               atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 3e-2)])
 @pytest.mark.parametrize("rows,k,n", [(1, 576, 960), (2, 64, 33), (3, 20, 7), (4, 1536, 576),
                                       (9, 64, 40), (16, 576, 97), (13, 1536, 31), (5, 23, 2)])
