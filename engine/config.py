@@ -52,7 +52,7 @@ class EngineConfig:
     max_num_seqs: int = option(256, range=(1, None))
     max_num_batched_tokens: int | None = option(
         None, range=(1, None), help="tokens per engine step (default: max(2048, max_model_len "
-                                    "up to 8192))")
+                                    "up to 8192); `onenode serve` on CPU: 256)")
     enable_prefix_caching: bool = option(
         True, flags=("--enable-prefix-caching/--no-enable-prefix-caching",))
     seed: int = option(0, range=(0, None))

@@ -9,6 +9,7 @@ import dataclasses
 
 from engine.config import EngineConfig
 from engine.entrypoints.server_config import ServerConfig
+from engine.entrypoints.serving_defaults import serving_defaults
 from engine.vllm_args import IGNORED, UNSUPPORTED, check_unsupported
 from onenode.options import cli_parameters, command, from_cli, option
 
@@ -41,7 +42,7 @@ def _serve(**values) -> None:
         if name in values:
             check_unsupported(name, values[name])
     server = from_cli(ServerConfig, values)  # cheap checks (port range) before the model loads
-    engine = from_cli(EngineConfig, values)
+    engine = serving_defaults(from_cli(EngineConfig, values))
     if values.get("check_args"):
         print("the serve flags are valid")
         return
