@@ -51,7 +51,9 @@ def bench_serve_command(python: Path, wrapper: Path, base_url: str, model_name: 
             "--tokenizer", str(tokenizer), "--dataset-name", "random",
             "--random-input-len", str(load.input_len), "--random-output-len", str(load.output_len),
             "--num-prompts", str(load.num_prompts), "--max-concurrency", str(concurrency),
-            "--ignore-eos", "--seed", "0", "--percentile-metrics", "ttft,tpot,itl",
+            # A seed per level: one server serves every level, and the same prompts again
+            # would be answered from the prefix cache the previous level filled.
+            "--ignore-eos", "--seed", str(concurrency), "--percentile-metrics", "ttft,tpot,itl",
             "--metric-percentiles", "50,99", "--save-result", "--result-dir", str(result.parent),
             "--result-filename", result.name]
 

@@ -70,6 +70,7 @@ def test_bench_serve_command_line():
     flags = dict(zip(cmd[4::1], cmd[5::1]))
     assert flags["--max-concurrency"] == "8" and flags["--random-input-len"] == "256"
     assert flags["--endpoint"] == "/v1/completions" and flags["--result-filename"] == "c8.json"
+    assert flags["--seed"] == "8", "each level its own prompts: none from the last one's cache"
     assert "--ignore-eos" in cmd and load.concurrency == (1, 8, 32)
     server = vllm_serve.vllm_server_command(Path("py"), Path("hf"), 9, "float32", 2048)
     assert server[:3] == ["py", "-m", "vllm.entrypoints.openai.api_server"]
