@@ -19,7 +19,8 @@ def process_logits(logits: torch.Tensor, seqs: list[ScheduledSeq]) -> torch.Tens
     """`logits` [N, V] float32 on any device; returns a processed copy (the input stays raw)."""
     if not any(_needs_processing(s) for s in seqs):
         return logits
-    raw, logits = logits, logits.clone()
+    # Contiguous: engine/layers/penalties.py works on a flat view.
+    raw, logits = logits, logits.clone(memory_format=torch.contiguous_format)
     for i, s in enumerate(seqs):
         if _needs_masking(s):
             _process_row(logits[i], s)
