@@ -135,7 +135,11 @@ def test_worker_crash_fails_the_stream_then_heals(healing):
 def test_head_crash_heals_and_ray_lists_three_nodes(healing):
     info, answer = healing
     wait_health(info.api_port, 200, 120)
+    before = backend.restart_count(backend.get(backend.client(), info.head))
     crash(info.head)
+    # SIGKILL of PID 1 tears the container's other processes down asynchronously: the old server
+    # can still answer /health 200 for a moment, so wait for the restarted container first.
+    wait_running_again(info.head, before, timeout=120)
     wait_health(info.api_port, 200, 300)
     assert chat(info.api_port) == answer
     out = backend.exec_in(backend.client(), info.head, ["ray", "status"])[1]
