@@ -22,7 +22,7 @@ import torch
 log = logging.getLogger("onenode.kernels")
 HERE = Path(__file__).parent
 SOURCES = (HERE / "paged_decode.cpp", HERE / "skinny_gemm.cpp", HERE / "fused_ops.cpp",
-           HERE / "cache_write.cpp")
+           HERE / "cache_write.cpp", HERE / "prefill_attention.cpp")
 HEADERS = (HERE / "simd.h", HERE / "paged_decode_avx512.h")
 _loaded: bool | None = None
 

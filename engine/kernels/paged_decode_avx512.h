@@ -28,24 +28,6 @@ namespace pd512 {
 constexpr int kKeys = 16;  // keys per step: one zmm of scores
 constexpr int64_t kMaxGroup = 8;  // query heads per KV head held in registers
 
-// exp for x <= 0 (softmax after subtracting the max): Cephes' polynomial, as exp8 on AVX2.
-inline __m512 exp16(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-87.3f));
-  const __m512 fx = _mm512_roundscale_ps(
-      _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), _mm512_set1_ps(0.5f)),
-      _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-  x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693359375f), x);
-  x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(-2.12194440e-4f), x);
-  __m512 y = _mm512_set1_ps(1.9875691500E-4f);
-  for (float c : {1.3981999507E-3f, 8.3334519073E-3f, 4.1665795894E-2f, 1.6666665459E-1f,
-                  5.0000001201E-1f})
-    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(c));
-  y = _mm512_fmadd_ps(y, _mm512_mul_ps(x, x), _mm512_add_ps(x, _mm512_set1_ps(1.f)));
-  const __m512i n = _mm512_slli_epi32(
-      _mm512_add_epi32(_mm512_cvtps_epi32(fx), _mm512_set1_epi32(127)), 23);
-  return _mm512_mul_ps(y, _mm512_castsi512_ps(n));
-}
-
 // r[t] = the sum of a[t]'s 16 lanes. Pairs are merged at each level (within 128-bit lanes by
 // unpack, then across them by shuffle_f32x4), halving the vectors and doubling what each holds.
 inline __m512 reduce16(const __m512* a) {

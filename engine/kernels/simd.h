@@ -1,6 +1,7 @@
 // SIMD helpers shared by the CPU kernels: load 8 (AVX2) or 16 (AVX-512, masked) cache or weight
-// elements as floats, and a horizontal sum. Compiled only when the build flags enable AVX2 or
-// AVX-512 (engine/kernels/build.py); every kernel keeps a scalar loop for the other cases.
+// elements as floats, a horizontal sum, and exp on 16 lanes. Compiled only when the build flags
+// enable AVX2 or AVX-512 (engine/kernels/build.py); every kernel keeps a scalar loop for the
+// other cases, or its caller a PyTorch path.
 #pragma once
 
 #include <c10/util/BFloat16.h>
@@ -35,5 +36,24 @@ inline __m512 load16(const c10::BFloat16* p, __mmask16 m) {
 }
 inline __m512 load16(const c10::Half* p, __mmask16 m) {
   return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+}
+
+// exp for x <= 0 (softmax after subtracting the max): Cephes' polynomial, as exp8 on AVX2
+// (paged_decode.cpp); the decode and prefill kernels share it.
+inline __m512 exp16(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.3f));
+  const __m512 fx = _mm512_roundscale_ps(
+      _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), _mm512_set1_ps(0.5f)),
+      _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693359375f), x);
+  x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(-2.12194440e-4f), x);
+  __m512 y = _mm512_set1_ps(1.9875691500E-4f);
+  for (float c : {1.3981999507E-3f, 8.3334519073E-3f, 4.1665795894E-2f, 1.6666665459E-1f,
+                  5.0000001201E-1f})
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(c));
+  y = _mm512_fmadd_ps(y, _mm512_mul_ps(x, x), _mm512_add_ps(x, _mm512_set1_ps(1.f)));
+  const __m512i n = _mm512_slli_epi32(
+      _mm512_add_epi32(_mm512_cvtps_epi32(fx), _mm512_set1_epi32(127)), 23);
+  return _mm512_mul_ps(y, _mm512_castsi512_ps(n));
 }
 #endif

@@ -16,7 +16,9 @@ keys as one contiguous [L, head_dim] matrix: the layout SDPA's CPU and CUDA kern
 - Prefill rows attend causally to their context, the step's prefill sequences padded into as
   few SDPA calls as pay (engine/layers/varlen_prefill.py): one per step where a call costs more
   than padding (CUDA), mostly one unpadded call per sequence where packing rows costs more than
-  a call (CPU). Keys of sequences without a cached prefix come from the new K/V directly.
+  a call (CPU). Keys of sequences without a cached prefix come from the new K/V directly. On
+  CPU a lone sequence runs in the C++ prefill kernel where it applies
+  (engine/layers/prefill_kernel.py): its GQA heads share each key, 1.3-2.7x SDPA's flash.
 - A layer with a sliding window (Mistral, some Qwen2 layers) hides keys `window` or more
   positions behind each query, on every path, by the one rule of engine/layers/sliding_window.py.
   Its cache still holds the whole context: blocks behind every window are not freed.
@@ -29,7 +31,7 @@ from torch import nn
 from torch.nn.functional import scaled_dot_product_attention as sdpa
 
 from engine.kernels.build import takes as cpu_kernels_take
-from engine.layers import cache_memory, decode_kernel
+from engine.layers import cache_memory, decode_kernel, prefill_kernel
 from engine.layers.attention_metadata import AttentionMetadata
 from engine.layers.attention_plan import attention_plan
 from engine.layers.softcap_attention import soft_capped
@@ -134,25 +136,28 @@ class PagedAttention(nn.Module):
     def _attend(self, q, k, v, batch) -> torch.Tensor:
         """One SDPA call over the batch -> its query rows [N, h*d]. 4-D inputs throughout: with
         3-D ones SDPA's CPU dispatch picks the math kernel (~8x slower on a 512-token prompt)."""
-        mask = batch.mask(self.sliding_window)
         if batch.q_index is None:  # a lone sequence: its own rows, no padding
             p = batch.seqs[0]
-            queries, keys, vals = self._single(q, k, v, p)
-            return self._sdpa(queries, keys, vals, mask)[0].transpose(0, 1).reshape(
-                p.end - p.start, -1)
+            keys, vals = self._lone_kv(k, v, p)
+            if prefill_kernel.takes(q, p.length, self.sliding_window):
+                return prefill_kernel.attend(q[p.start:p.end], keys, vals, self.scale)
+            queries = q[p.start:p.end].transpose(0, 1)[None]
+            out = self._sdpa(queries, keys.transpose(0, 1)[None], vals.transpose(0, 1)[None],
+                             batch.mask(self.sliding_window))
+            return out[0].transpose(0, 1).reshape(p.end - p.start, -1)
+        mask = batch.mask(self.sliding_window)
         queries = pack_queries(q, batch)
         keys, vals = pack_keys(k, self.k_cache, batch), pack_keys(v, self.v_cache, batch)
         return unpack(self._sdpa(queries, keys, vals, mask), batch)
 
-    def _single(self, q, k, v, p):
-        """One sequence's [1, h, n, d] queries and [1, kvh, L, d] keys and values."""
+    def _lone_kv(self, k, v, p):
+        """One sequence's [L, kvh, d] keys and values: its new rows, or gathered by block."""
         if p.blocks is None:
-            keys, vals = k[p.start:p.end].transpose(0, 1), v[p.start:p.end].transpose(0, 1)
-        else:
-            kvh, d = self.num_kv_heads, self.head_dim
-            keys = self._gather(self.k_cache, p.blocks).view(kvh, -1, d)[:, :p.length]
-            vals = self._gather(self.v_cache, p.blocks).view(kvh, -1, d)[:, :p.length]
-        return q[p.start:p.end].transpose(0, 1)[None], keys[None], vals[None]
+            return k[p.start:p.end], v[p.start:p.end]
+        kvh, d = self.num_kv_heads, self.head_dim
+        keys = self._gather(self.k_cache, p.blocks).view(kvh, -1, d)[:, :p.length]
+        vals = self._gather(self.v_cache, p.blocks).view(kvh, -1, d)[:, :p.length]
+        return keys.transpose(0, 1), vals.transpose(0, 1)
 
     def _sdpa(self, q, keys, vals, mask) -> torch.Tensor:
         gqa = self.num_heads != self.num_kv_heads

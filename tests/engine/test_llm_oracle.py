@@ -5,7 +5,8 @@ preemption, with prefix-cache hits, and on the PyTorch fallback without the C++ 
 import pytest
 
 from engine import LLM, SamplingParams
-from tests.engine.oracle import check_by_margin, hf_greedy, make_prompts
+from tests.engine.oracle import (assert_equal_up_to_near_ties, check_by_margin, hf_greedy,
+                                 make_prompts)
 from tests.engine.tiny_models import BUILDERS
 
 NEW_TOKENS = 12
@@ -33,17 +34,20 @@ def test_greedy_tokens_equal_hf(checkpoint):
 
 
 def test_greedy_tokens_equal_hf_in_bfloat16(checkpoint):
-    """bf16 end to end (weights, activations, KV cache) through the CPU kernels (skinny GEMM included),
-    against HF transformers in bf16."""
+    """bf16 end to end (weights, activations, KV cache) through the CPU kernels (skinny GEMM and
+    prefill attention included), against HF transformers in bf16. The prefill kernel keeps P V
+    in float32 where HF's SDPA rounds P to bf16 first, so a near-tie of HF's own logits (a few
+    bf16 ulps: the qwen3_moe checkpoint has one of 1 ulp) may go the other way; past near-ties
+    the tokens must be HF's."""
     import torch
 
     _, path = checkpoint
     prompts = make_prompts(path, lengths=(3, 17, 40, 9))
     llm = LLM(str(path), kv_cache_space_gib=0.05, dtype="bfloat16")
-    outs = llm.generate(prompts, _greedy(), use_tqdm=False)
-    assert [o.outputs[0].token_ids for o in outs] == hf_greedy(path, prompts, NEW_TOKENS,
-                                                               dtype=torch.bfloat16)
+    outs = [o.outputs[0].token_ids for o in llm.generate(prompts, _greedy(), use_tqdm=False)]
     llm.shutdown()
+    assert_equal_up_to_near_ties(path, prompts, outs,
+                                 hf_greedy(path, prompts, NEW_TOKENS, dtype=torch.bfloat16))
 
 
 @pytest.mark.gpu

@@ -7,7 +7,7 @@ import torch
 
 from engine import LLM, SamplingParams
 from engine.core import kv_blocks
-from tests.engine.oracle import hf_greedy, make_prompts
+from tests.engine.oracle import assert_equal_up_to_near_ties, hf_greedy, make_prompts
 from tests.engine.tiny_models import make_deepseek_v3
 
 NEW = 10
@@ -47,9 +47,10 @@ def test_uni_matches_hf(variant):
 
 
 def test_bfloat16_matches_hf_in_bfloat16(yarn_model):
-    """bf16 weights, activations and latent cache. (On this checkpoint HF's bf16 tokens equal its
-    fp32 ones; where HF's own bf16 drifts from fp32 near a tie, the absorbed form, which rounds
-    in other places, need not follow it.)"""
+    """bf16 weights, activations and latent cache, HF's tokens up to near-ties: the absorbed
+    form rounds in other places than HF, and on an AMD EPYC rig (oneDNN's AVX-512 bf16 GEMMs, no
+    AMX) HF's bf16 logits of two tokens tie exactly (4.25 and 4.25) at one position, where the
+    engine took the other one; on an AMX rig they did not tie."""
     path, prompts, _ = yarn_model
     llm = LLM(str(path), kv_cache_space_gib=0.05, dtype="bfloat16")
     try:
@@ -58,7 +59,7 @@ def test_bfloat16_matches_hf_in_bfloat16(yarn_model):
     finally:
         llm.shutdown()
     want = hf_greedy(path, prompts, NEW, dtype=torch.bfloat16)
-    assert [o.outputs[0].token_ids for o in outs] == want
+    assert_equal_up_to_near_ties(path, prompts, [o.outputs[0].token_ids for o in outs], want)
 
 
 @pytest.mark.parametrize("tp,pp", [(2, 1), (1, 2)])
