@@ -1,14 +1,16 @@
 // Causal prefill attention for one sequence on CPU (AVX-512), reading its rows where they lie.
 //
 // PyTorch's CPU flash kernel runs at ~80 GFLOPS on the prompts a batch holds (a few hundred
-// tokens), in float32 and bfloat16 alike: one small GEMM call per block, with its packing, for each
-// query head. Here a work item is (KV head, 32 query positions), and the rows of its G query heads
-// (GQA) share every key: K is transposed once per call (16 keys a zmm), a 4-row x 64-key tile of
-// scores is 64 broadcast FMAs per head element, the softmax is online per row (float32, with the
-// decode kernel's exp16), and P V runs in 6-row x 64-column register tiles. Everything is float32
-// inside; bfloat16 inputs are widened as they are read, the output rounded once at the end.
-// Query i sits at position offset + i and sees keys 0 .. offset + i (a cached prefix comes first).
-// Items go to the threads dynamically, the most keys first (later queries see more of them).
+// tokens), in float32 and bfloat16 alike: one small GEMM call per block, with its packing, for
+// each query head. Here a work item is (KV head, 32 query positions), and the rows of its G query
+// heads (GQA) share every key. K is transposed once per call (16 keys a zmm); scores come in
+// 4-row x 64-key register tiles (16 FMAs per head element), the softmax is online per row in
+// float32 (the decode kernel's exp16), and P V runs in 4-row x 64-column register tiles. Tiles
+// stay at 16 accumulators: GCC keeps a 6 x 4 tile in registers but also stores it to the stack
+// on every key, which made P V store-bound at half the speed. Everything inside is float32;
+// bfloat16 inputs are widened as they are read and the output is rounded once at the end.
+// Query i sits at position offset + i and sees keys 0 .. offset + i (a cached prefix comes
+// first). Items go to the threads dynamically, the most keys first (later queries see more).
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -158,15 +160,13 @@ void key_block(Item& it, const float* kt, const T* v, int64_t vs, int64_t rows, 
   for (; r + 4 <= rows; r += 4) score_rows<4>(&it.qf[r * d], kt, d, z, &it.sc[r * kK]);
   for (; r < rows; ++r) score_rows<1>(&it.qf[r * d], kt, d, z, &it.sc[r * kK]);
   for (r = 0; r < rows; ++r) softmax_row(it, r, nk, d);
-  for (r = 0; r < rows; r += 6) {
-    const int64_t tile = std::min<int64_t>(6, rows - r);
+  for (r = 0; r < rows; r += 4) {
+    const int64_t tile = std::min<int64_t>(4, rows - r);
     int64_t seen = 0;
     for (int64_t i = r; i < r + tile; ++i) seen = std::max(seen, std::min(nk, it.live[i]));
     const float* p = &it.sc[r * kK];
     float* o = &it.o[r * d];
     switch (tile) {
-      case 6: pv_rows<6>(p, v, vs, seen, d, o); break;
-      case 5: pv_rows<5>(p, v, vs, seen, d, o); break;
       case 4: pv_rows<4>(p, v, vs, seen, d, o); break;
       case 3: pv_rows<3>(p, v, vs, seen, d, o); break;
       case 2: pv_rows<2>(p, v, vs, seen, d, o); break;
