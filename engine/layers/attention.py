@@ -18,7 +18,7 @@ keys as one contiguous [L, head_dim] matrix: the layout SDPA's CPU and CUDA kern
   than padding (CUDA), mostly one unpadded call per sequence where packing rows costs more than
   a call (CPU). Keys of sequences without a cached prefix come from the new K/V directly. On
   CPU a lone sequence runs in the C++ prefill kernel where it applies
-  (engine/layers/prefill_kernel.py): its GQA heads share each key, 1.3-2.7x SDPA's flash.
+  (engine/layers/prefill_kernel.py): its GQA heads share each key, 3-4x SDPA's flash.
 - A layer with a sliding window (Mistral, some Qwen2 layers) hides keys `window` or more
   positions behind each query, on every path, by the one rule of engine/layers/sliding_window.py.
   Its cache still holds the whole context: blocks behind every window are not freed.

@@ -2,9 +2,9 @@
 (engine/kernels/prefill_attention.cpp) instead of SDPA.
 
 The kernel takes one sequence, causal, its queries the last of its positions (a cached prefix
-first), in float32 or bfloat16, head_dim a multiple of 16, on a CPU with AVX-512: 1.3-2.7x
-PyTorch's CPU flash kernel on SmolLM2's heads (2.7x at a few hundred tokens, where batches hold
-most prompts; docs/performance.md). A sliding window that hides keys, soft-capped scores and
+first), in float32 or bfloat16, head_dim a multiple of 16, on a CPU with AVX-512: ~4x
+PyTorch's CPU flash kernel on SmolLM2's heads at a few hundred tokens (where batches hold most
+prompts), ~3x at 3k (docs/performance.md). A sliding window that hides keys, soft-capped scores and
 padded multi-sequence batches stay on SDPA. ONENODE_CPU_KERNELS=0 turns it off with the others.
 """
 
